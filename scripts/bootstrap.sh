@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Creates ./.venv and installs ec-node with its pinned dependencies. Sourced by demo.sh and test.sh.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${EC_NODE_VENV:-$ROOT/.venv}"
+PY="${PYTHON:-}"
+if [ -z "$PY" ]; then
+  for c in python3.11 python3.12 python3.13 python3; do
+    if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then PY="$c"; break; fi
+  done
+fi
+[ -n "$PY" ] || { echo "ec-node: Python >= 3.11 is required" >&2; exit 1; }
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test]"
+# SiliconDust's own client, used by the emulator test; installed where we can (root + apt).
+if ! command -v hdhomerun_config >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hdhomerun-config) >/dev/null 2>&1 \
+    || echo "ec-node: could not install hdhomerun-config; its test will be skipped" >&2
+fi
+export PATH="$VENV/bin:$PATH"

@@ -1,0 +1,56 @@
+"""`ec-node ts-chunk`: chunk a TS file or stdin and report each chunk as a JSON line."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TextIO
+
+import blake3
+
+from ec_node.errors import OutputError
+from ec_node.pipeline.ingest import chunks_of, open_source
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write then rename, so a reader never sees a partial file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def prepare_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create output directory {path}: {e.strerror or e}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"output directory {path} is not writable")
+    return path
+
+
+def run_ts_chunk(source: str, out_dir: Path | None, chunk_ms: int, out: TextIO) -> int:
+    """Chunk ``source``; print one JSON line per chunk; return how many chunks were made."""
+    if out_dir is not None:
+        prepare_dir(out_dir)
+    count = 0
+    name = "stdin" if source == "-" else source
+    for c in chunks_of(open_source(source), chunk_ms, name=name):
+        if out_dir is not None:
+            write_atomic(out_dir / f"chunk_{c.index}.ts", c.data)
+        line = {
+            "chunk_index": c.index,
+            "duration_ms": c.duration_ms,
+            "bytes": len(c.data),
+            "blake3": blake3.blake3(c.data).hexdigest(),
+            "damaged": c.damaged,
+        }
+        out.write(json.dumps(line, separators=(",", ":")) + "\n")
+        out.flush()
+        count += 1
+    return count
