@@ -118,7 +118,7 @@ class Chunker:
             if run.data:
                 self._run(run.data, out)
         if self._open is not None and self._open.parts:
-            out.append(self._close(None))
+            self._emit(out, None)
         self._open = None
         return out
 
@@ -172,7 +172,7 @@ class Chunker:
             if self._open is not None:
                 self._open.parts.append(data[seg_start * PACKET_SIZE : off])
                 self._open.damaged |= _any_between(bad, seg_start, r)
-                out.append(self._close(pts))
+                self._emit(out, pts)
             self._open = _Open(
                 index=self._timeline * self._stride + window,
                 start_pts=pts,
@@ -197,6 +197,11 @@ class Chunker:
             rel = (pts - self._open.start_pts) % PTS_WRAP
             if rel < PTS_WRAP // 2 and rel > self._open.max_rel_pts:
                 self._open.max_rel_pts = rel
+
+    def _emit(self, out: list[Chunk], next_pts: int | None) -> None:
+        c = self._open
+        if c is not None and sum(len(p) for p in c.parts) <= self._max_bytes:
+            out.append(self._close(next_pts))
 
     def _close(self, next_pts: int | None) -> Chunk:
         c = self._open

@@ -1,0 +1,80 @@
+"""A tiny MPEG-TS writer for unit tests: PAT, PMT and video PES packets with chosen PTS values.
+
+Unit tests use it to reach cases real media cannot reach cheaply (a 33-bit PTS wrap, huge
+gaps); integration tests use real PyAV media instead.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from ec_node.ts.crc import crc32_mpeg
+
+PMT_PID = 0x100
+VIDEO_PID = 0x101
+
+
+def _section(table_id: int, ext: int, body: bytes) -> bytes:
+    length = 5 + len(body) + 4
+    head = bytes([table_id, 0xB0 | (length >> 8), length & 0xFF, ext >> 8, ext & 0xFF, 0xC1, 0, 0])
+    sec = head + body
+    return sec + struct.pack(">I", crc32_mpeg(sec))
+
+
+def _psi_packet(pid: int, section: bytes, cc: int) -> bytes:
+    payload = b"\x00" + section
+    pkt = bytes([0x47, 0x40 | (pid >> 8), pid & 0xFF, 0x10 | (cc & 0xF)]) + payload
+    return pkt + b"\xff" * (188 - len(pkt))
+
+
+def pat(cc: int = 0, tsid: int = 0x801) -> bytes:
+    return _psi_packet(0, _section(0x00, tsid, struct.pack(">HH", 1, 0xE000 | PMT_PID)), cc)
+
+
+def pmt(cc: int = 0, stream_type: int = 0x02) -> bytes:
+    body = struct.pack(">HH", 0xE000 | VIDEO_PID, 0xF000) + bytes([stream_type]) + struct.pack(
+        ">HH", 0xE000 | VIDEO_PID, 0xF000
+    )
+    return _psi_packet(PMT_PID, _section(0x02, 1, body), cc)
+
+
+def _pts_bytes(pts: int) -> bytes:
+    return bytes(
+        [
+            0x21 | ((pts >> 29) & 0x0E),
+            (pts >> 22) & 0xFF,
+            0x01 | ((pts >> 14) & 0xFE),
+            (pts >> 7) & 0xFF,
+            0x01 | ((pts << 1) & 0xFE),
+        ]
+    )
+
+
+def video_pes(pts: int, cc: int, keyframe: bool, es: bytes = b"") -> bytes:
+    """First packet of a video PES; a keyframe carries random_access_indicator."""
+    pes = b"\x00\x00\x01\xe0\x00\x00\x80\x80\x05" + _pts_bytes(pts) + es
+    if keyframe:
+        af = bytes([0x01, 0x40])  # adaptation_field_length 1, RAI
+        head = bytes([0x47, 0x40 | (VIDEO_PID >> 8), VIDEO_PID & 0xFF, 0x30 | (cc & 0xF)]) + af
+    else:
+        head = bytes([0x47, 0x40 | (VIDEO_PID >> 8), VIDEO_PID & 0xFF, 0x10 | (cc & 0xF)])
+    pkt = head + pes
+    return pkt + b"\xff" * (188 - len(pkt))
+
+
+def video_payload(cc: int, fill: int = 0xAA) -> bytes:
+    return bytes([0x47, VIDEO_PID >> 8, VIDEO_PID & 0xFF, 0x10 | (cc & 0xF)]) + bytes([fill]) * 184
+
+
+def stream(pts_list: list[int], gop: int = 15, filler: int = 2) -> bytes:
+    """PAT+PMT every frame, one PES per PTS (every `gop`-th a keyframe), `filler` payload packets each."""
+    out = bytearray()
+    cc_v = 0
+    for i, pts in enumerate(pts_list):
+        out += pat(i) + pmt(i)
+        out += video_pes(pts, cc_v, keyframe=(i % gop == 0))
+        cc_v += 1
+        for _ in range(filler):
+            out += video_payload(cc_v, fill=i & 0xFF)
+            cc_v += 1
+    return bytes(out)

@@ -1,0 +1,115 @@
+"""The chunk rule on real PyAV-made ATSC-like media: determinism, independent decode, damage."""
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ec_node.probe import decode
+from ec_node.ts.chunker import Chunk, chunk_stream
+from ec_node.ts.packets import PACKET_SIZE, pid_of, pusi
+
+
+def _reads(data: bytes, sizes: list[int]) -> list[bytes]:
+    out, i, k = [], 0, 0
+    while i < len(data):
+        n = sizes[k % len(sizes)]
+        out.append(data[i : i + n])
+        i += n
+        k += 1
+    return out
+
+
+def _video_pes_count(chunk: Chunk, video_pid: int) -> int:
+    d = chunk.data
+    return sum(
+        1 for off in range(0, len(d), PACKET_SIZE) if pid_of(d, off) == video_pid and pusi(d, off)
+    )
+
+
+@pytest.fixture(scope="module")
+def mpeg2_bytes(media_mpeg2: Path) -> bytes:
+    return media_mpeg2.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def mpeg2_chunks(mpeg2_bytes: bytes) -> list[Chunk]:
+    return list(chunk_stream([mpeg2_bytes]))
+
+
+def test_chunks_cover_the_stream(mpeg2_chunks: list[Chunk]) -> None:
+    assert len(mpeg2_chunks) >= 4
+    idx = [c.index for c in mpeg2_chunks]
+    assert idx == list(range(idx[0], idx[0] + len(idx)))
+    for c in mpeg2_chunks[:-1]:
+        assert 1900 <= c.duration_ms <= 2600
+    assert not any(c.damaged for c in mpeg2_chunks)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(offset=st.integers(0, 10**9), sizes=st.lists(st.integers(1, 200_000), min_size=1, max_size=5))
+def test_late_joiner_gets_identical_chunks(mpeg2_bytes: bytes, mpeg2_chunks: list[Chunk], offset, sizes):
+    ref = {c.index: c.data for c in mpeg2_chunks}
+    off = offset % (len(mpeg2_bytes) // 2)
+    late = list(chunk_stream(_reads(mpeg2_bytes[off:], sizes)))
+    assert late, "a joiner in the first half must see at least one whole chunk"
+    for c in late:
+        assert c.data == ref[c.index]
+
+
+@pytest.mark.parametrize("fixture", ["media_mpeg2", "media_h264", "media_mpeg2_cbr"])
+def test_every_chunk_decodes_alone_from_a_keyframe(fixture: str, request) -> None:
+    from ec_node.ts.chunker import Chunker
+
+    data = request.getfixturevalue(fixture).read_bytes()
+    ch = Chunker()
+    chunks = ch.feed(data) + ch.flush()
+    assert len(chunks) >= 3
+    video_pid = ch.info.video_pid
+    assert video_pid is not None
+    for c in chunks:
+        rep = decode(c.data)
+        assert rep.errors == [], (c.index, rep.errors[:3])
+        assert rep.first_video_keyframe is True
+        assert rep.audio_frames > 0
+        # closed GOP: every picture in the chunk decodes
+        assert rep.video_frames == _video_pes_count(c, video_pid)
+
+
+def test_open_gop_chunks_decode_losing_only_leading_b_frames(media_mpeg2_open_gop: Path) -> None:
+    from ec_node.ts.chunker import Chunker
+
+    ch = Chunker()
+    data = media_mpeg2_open_gop.read_bytes()
+    chunks = ch.feed(data) + ch.flush()
+    assert ch.info.video_pid is not None
+    for c in chunks:
+        rep = decode(c.data)
+        assert rep.errors == []
+        assert rep.first_video_keyframe is True
+        assert _video_pes_count(c, ch.info.video_pid) - rep.video_frames <= 2
+
+
+@pytest.mark.parametrize("kind", ["junk", "gap", "flip"])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.floats(0.15, 0.85))
+def test_damage_stays_in_its_chunk(mpeg2_bytes: bytes, mpeg2_chunks: list[Chunk], kind: str, where: float):
+    pos = int(len(mpeg2_bytes) * where)
+    if kind == "junk":
+        bad = mpeg2_bytes[:pos] + b"\x00\x47" * 53 + mpeg2_bytes[pos:]
+    elif kind == "gap":
+        bad = mpeg2_bytes[:pos] + mpeg2_bytes[pos + 1000 :]
+    else:  # lose whole packets: continuity counters must notice
+        p = pos // PACKET_SIZE * PACKET_SIZE
+        bad = mpeg2_bytes[:p] + mpeg2_bytes[p + 3 * PACKET_SIZE :]
+    ref = {c.index: c.data for c in mpeg2_chunks}
+    got = list(chunk_stream(_reads(bad, [65_543])))
+    clean = [c for c in got if not c.damaged]
+    damaged = [c for c in got if c.damaged]
+    assert len(damaged) <= 1
+    for c in clean:
+        assert c.data == ref[c.index]
+    # at most the chunk holding the damage (and a cut point inside it) is missing or different
+    lost = set(ref) - {c.index for c in clean}
+    assert len(lost) <= 2
