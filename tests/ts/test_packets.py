@@ -1,8 +1,8 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.tsbuild import stream
 
 from ec_node.ts.packets import PACKET_SIZE, PacketFramer, read_pcr
-from support.tsbuild import stream
 
 
 def _frame_all(data: bytes, sizes: list[int]) -> tuple[bytes, PacketFramer]:
@@ -64,7 +64,14 @@ def test_pcr_parse():
     pkt[5] = 0x10
     base, ext = 0x1_2345_6789, 123
     pkt[6:12] = bytes(
-        [base >> 25 & 0xFF, base >> 17 & 0xFF, base >> 9 & 0xFF, base >> 1 & 0xFF, (base & 1) << 7 | 0x7E | ext >> 8, ext & 0xFF]
+        [
+            base >> 25 & 0xFF,
+            base >> 17 & 0xFF,
+            base >> 9 & 0xFF,
+            base >> 1 & 0xFF,
+            (base & 1) << 7 | 0x7E | ext >> 8,
+            ext & 0xFF,
+        ]
     )
     assert read_pcr(bytes(pkt)) == base * 300 + ext
     pkt[5] = 0

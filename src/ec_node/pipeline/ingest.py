@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ec_node.errors import BadInputError
 from ec_node.ts.chunker import Chunk, Chunker
-from ec_node.ts.packets import PCR_HZ, PACKET_SIZE, pid_of, read_pcr
+from ec_node.ts.packets import PACKET_SIZE, PCR_HZ, read_pcr
 
 log = logging.getLogger(__name__)
 
@@ -176,4 +176,4 @@ def chunks_of(reads: Iterable[bytes], chunk_ms: int, name: str = "input") -> Ite
     yield from g.flush()
 
 
-__all__ = ["SourceSpec", "parse_source", "open_source", "pace_by_pcr", "chunks_of", "GuardedChunker", "pid_of"]
+__all__ = ["SourceSpec", "parse_source", "open_source", "pace_by_pcr", "chunks_of", "GuardedChunker"]

@@ -3,35 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TextIO
 
 import blake3
 
-from ec_node.errors import OutputError
+from ec_node.pipeline.hls import prepare_dir, write_atomic
 from ec_node.pipeline.ingest import chunks_of, open_source
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write then rename, so a reader never sees a partial file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
-
-
-def prepare_dir(path: Path) -> Path:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create output directory {path}: {e.strerror or e}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise OutputError(f"output directory {path} is not writable")
-    return path
 
 
 def run_ts_chunk(source: str, out_dir: Path | None, chunk_ms: int, out: TextIO) -> int:
