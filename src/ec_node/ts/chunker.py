@@ -299,3 +299,30 @@ def chunk_stream(reads: Iterable[bytes], chunk_ms: int = DEFAULT_CHUNK_MS) -> It
 
 
 __all__ = ["Chunk", "Chunker", "StreamInfo", "chunk_stream", "windows_per_timeline", "pid_of"]
+
+
+def measure_duration_ms(data: bytes, frame_ms_hint: int = 0) -> int | None:
+    """A chunk's duration from its own video PTS: last picture - first picture + one frame.
+
+    Lets a subscriber label HLS segments from verified bytes instead of trusting object metadata.
+    """
+    ch = Chunker()
+    ch.feed(data)
+    info = ch.info
+    if info.video_pid is None:
+        return None
+    pts: list[int] = []
+    vp = info.video_pid
+    for off in range(0, len(data) - PACKET_SIZE + 1, PACKET_SIZE):
+        if pid_of(data, off) == vp and data[off + 1] & 0x40:
+            p, _ = pes_pts(data, off)
+            if p is not None:
+                pts.append(p)
+    if not pts:
+        return None
+    first = pts[0]
+    rel = sorted((p - first) % PTS_WRAP for p in pts)
+    rel = [r for r in rel if r < PTS_WRAP // 2]
+    steps = [b - a for a, b in zip(rel, rel[1:], strict=False) if b > a]
+    frame = min(steps) if steps else frame_ms_hint * 90
+    return round((rel[-1] + frame) / 90)

@@ -1,0 +1,125 @@
+"""What a publisher sends for each chunk, decided without I/O.
+
+The leader hashes every chunk and signs per-epoch manifests; an availability publisher seals
+chunks into objects. The same node may do both. The shell (`publish.py`) applies the
+returned :class:`GroupWrite`s to the transport.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from ec_node.integrity.aead import StreamCipher
+from ec_node.integrity.frames import CHUNKS_TRACK, MANIFESTS_TRACK
+from ec_node.integrity.manifest import EpochAssembler, ManifestBody, epoch_id_for, epoch_of
+from ec_node.integrity.objects import seal_object
+from ec_node.integrity.signer import Signer
+from ec_node.ts.chunker import Chunk
+
+log = logging.getLogger(__name__)
+
+ENCODER_PROFILE_ID = "passthrough-mpegts-v1"
+
+
+@dataclass(frozen=True)
+class GroupWrite:
+    track: str
+    sequence: int
+    payload: bytes
+
+
+@dataclass
+class PublishStats:
+    chunks: int = 0
+    damaged_dropped: int = 0
+    objects: int = 0
+    manifests: int = 0
+    bytes_in: int = 0
+    last_index: int | None = None
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class PublishCore:
+    """Chunks in, group writes out: manifests (if signing) before the objects they cover."""
+
+    def __init__(
+        self,
+        stream_id: str,
+        stream_key: bytes,
+        *,
+        signer: Signer | None,
+        publish_chunks: bool,
+        epoch_chunks: int = 1,
+        chunk_ms: int = 2000,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        if signer is None and not publish_chunks:
+            raise ValueError("a publisher must publish chunks, manifests, or both")
+        self.stream_id = stream_id
+        self.cipher = StreamCipher(stream_id, stream_key)
+        self.signer = signer
+        self.publish_chunks = publish_chunks
+        self.epoch_chunks = epoch_chunks
+        self.chunk_ms = chunk_ms
+        self.stats = PublishStats()
+        self._epochs = (
+            EpochAssembler(
+                stream_id,
+                epoch_chunks=epoch_chunks,
+                chunk_duration_ms=chunk_ms,
+                encoder_profile_id=ENCODER_PROFILE_ID,
+                metadata=metadata,
+            )
+            if signer is not None
+            else None
+        )
+
+    @property
+    def tracks(self) -> list[str]:
+        out = []
+        if self.publish_chunks:
+            out.append(CHUNKS_TRACK)
+        if self.signer is not None:
+            out.append(MANIFESTS_TRACK)
+        return out
+
+    def on_chunk(self, chunk: Chunk, now_ms: int) -> list[GroupWrite]:
+        if chunk.damaged:
+            # a chunk we saw damaged differs from every other node's copy: never sign or serve it
+            self.stats.damaged_dropped += 1
+            log.warning("chunk %d damaged in ingest (sync or continuity loss); dropped", chunk.index)
+            return []
+        if self.stats.last_index is not None and chunk.index <= self.stats.last_index:
+            log.warning("chunk index %d not after %d; dropped", chunk.index, self.stats.last_index)
+            return []
+        self.stats.last_index = chunk.index
+        self.stats.chunks += 1
+        self.stats.bytes_in += len(chunk.data)
+        epoch = epoch_of(chunk.index, self.epoch_chunks)
+        sealed = seal_object(
+            self.cipher,
+            chunk.index,
+            chunk.data,
+            epoch_id=epoch_id_for(self.stream_id, epoch),
+            chunk_duration_ms=self.chunk_ms,  # the nominal window, as in the manifest; real length is in the bytes
+        )
+        out: list[GroupWrite] = []
+        if self._epochs is not None and self.signer is not None:
+            for body in self._epochs.add_chunk(chunk.index, sealed.meta.chunk_hash, now_ms):
+                out.append(self._manifest(body))
+        if self.publish_chunks:
+            out.append(GroupWrite(CHUNKS_TRACK, chunk.index, sealed.frame))
+            self.stats.objects += 1
+        return out
+
+    def finish(self, now_ms: int) -> list[GroupWrite]:
+        if self._epochs is None:
+            return []
+        return [self._manifest(b) for b in self._epochs.finish(now_ms)]
+
+    def _manifest(self, body: ManifestBody) -> GroupWrite:
+        assert self.signer is not None
+        self.stats.manifests += 1
+        m = self.signer.sign(body)
+        return GroupWrite(MANIFESTS_TRACK, epoch_of(body.chunk_start_index, self.epoch_chunks), m.encode())
