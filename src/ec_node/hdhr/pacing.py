@@ -1,0 +1,147 @@
+"""PCR-timed schedule of a TS file, looped forever: the pure core of the emulator's streamer.
+
+A null-stripped SPTS is VBR, so byte-rate pacing is wrong; each run of packets is tagged
+with the media time of the PCR that starts it, and the streamer sends it when the wall
+clock reaches that time.
+
+Looping: at the end of the file the schedule starts over with its media clock still
+counting up. The PCR/PTS time base then jumps back, which a real re-tune also does.
+To signal it the way ISO 13818-1 asks, the **first PCR-bearing packet of the PCR PID
+after each wrap has ``discontinuity_indicator`` set**. Continuity counters are rewritten
+on every later pass so that each PID's CC continues across the wrap, so no other PID
+sees a CC error and none needs its own indicator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ec_node.errors import BadInputError
+from ec_node.ts.packets import NULL_PID, PACKET_SIZE, PCR_HZ, PacketFramer, read_pcr
+
+PCR_WRAP = (1 << 33) * 300
+MAX_MEDIA_BYTES = 1 << 30  # the file is held in memory; refuse absurd inputs up front
+MAX_PCR_GAP_S = 1.0  # a bigger jump inside the file is an in-file discontinuity
+
+
+@dataclass(frozen=True)
+class Segment:
+    media_s: float  # seconds since the start of the stream, by the file's PCR
+    data: bytes  # whole TS packets
+    loop: int  # 0 for the first pass over the file
+
+
+@dataclass(frozen=True)
+class TsMedia:
+    """A TS file cut into PCR-started runs, ready to be replayed."""
+
+    data: bytes  # aligned packets only
+    starts: tuple[int, ...]  # packet index where each run begins (first is 0)
+    times: tuple[float, ...]  # media seconds of each run
+    loop_s: float  # media length of one pass (last PCR + one typical PCR interval)
+    pcr_pid: int
+    first_pcr_index: int  # packet index of the first PCR on pcr_pid
+    cc_step: npt.NDArray[np.uint8]  # per PID: CC advance from one pass to the next
+
+    @property
+    def packets(self) -> int:
+        return len(self.data) // PACKET_SIZE
+
+
+def load_ts(raw: bytes) -> TsMedia:
+    """Align, find the PCR clock and precompute the run table. BadInputError if it is not usable TS."""
+    if len(raw) > MAX_MEDIA_BYTES:
+        raise BadInputError(f"media of {len(raw)} bytes is larger than {MAX_MEDIA_BYTES}")
+    framer = PacketFramer()
+    data = b"".join(f.data for f in framer.feed(raw) + framer.flush())
+    if len(data) < PACKET_SIZE * 2:
+        raise BadInputError("media is not an MPEG transport stream (no aligned 188-byte packets)")
+    arr = np.frombuffer(data, dtype=np.uint8).reshape(-1, PACKET_SIZE)
+    pids = ((arr[:, 1].astype(np.int32) & 0x1F) << 8) | arr[:, 2]
+    has_pcr = ((arr[:, 3] & 0x20) != 0) & (arr[:, 4] >= 7) & ((arr[:, 5] & 0x10) != 0)
+    idx = np.flatnonzero(has_pcr)
+    if idx.size == 0:
+        raise BadInputError("media carries no PCR, so it cannot be paced in real time")
+    pcr_pid = int(pids[idx[0]])
+    idx = idx[pids[idx] == pcr_pid]
+    pcrs = [read_pcr(data, int(i) * PACKET_SIZE) or 0 for i in idx]
+    diffs = [(b - a) % PCR_WRAP for a, b in zip(pcrs, pcrs[1:], strict=False)]
+    sane = sorted(d for d in diffs if 0 < d <= MAX_PCR_GAP_S * PCR_HZ)
+    typical = sane[len(sane) // 2] if sane else PCR_HZ // 25
+    times = [0.0]
+    for d in diffs:
+        step = d if 0 < d <= MAX_PCR_GAP_S * PCR_HZ else typical
+        times.append(times[-1] + step / PCR_HZ)
+    starts = [0] + [int(i) for i in idx[1:]]
+    loop_s = times[-1] + typical / PCR_HZ
+
+    cc = arr[:, 3] & 0x0F
+    payload = (arr[:, 3] & 0x10) != 0
+    cc_step = np.zeros(8192, dtype=np.uint8)
+    for pid in np.unique(pids):
+        if pid == NULL_PID:
+            continue
+        sel = np.flatnonzero((pids == pid) & payload)
+        if sel.size:
+            cc_step[pid] = (int(cc[sel[-1]]) + 1 - int(cc[sel[0]])) & 0x0F
+    return TsMedia(
+        data=data,
+        starts=tuple(starts),
+        times=tuple(times),
+        loop_s=loop_s,
+        pcr_pid=pcr_pid,
+        first_pcr_index=int(idx[0]),
+        cc_step=cc_step,
+    )
+
+
+def pass_bytes(media: TsMedia, loop: int) -> bytes:
+    """The file as sent on pass ``loop``: CCs continued and the PCR discontinuity flagged."""
+    if loop == 0:
+        return media.data
+    arr = np.frombuffer(media.data, dtype=np.uint8).reshape(-1, PACKET_SIZE).copy()
+    pids = ((arr[:, 1].astype(np.int32) & 0x1F) << 8) | arr[:, 2]
+    delta = ((media.cc_step.astype(np.int32) * loop) & 0x0F).astype(np.uint8)[pids]
+    arr[:, 3] = (arr[:, 3] & 0xF0) | ((arr[:, 3] + delta) & 0x0F)
+    arr[media.first_pcr_index, 5] |= 0x80  # discontinuity_indicator: the time base restarts here
+    return arr.tobytes()
+
+
+def schedule(media: TsMedia, *, loops: int | None = None) -> Iterator[Segment]:
+    """Runs of packets with their media time, passing over the file ``loops`` times (None = forever)."""
+    loop = 0
+    ends = media.starts[1:] + (media.packets,)
+    while loops is None or loop < loops:
+        data = pass_bytes(media, loop)
+        base = loop * media.loop_s
+        for start, end, t in zip(media.starts, ends, media.times, strict=True):
+            yield Segment(base + t, data[start * PACKET_SIZE : end * PACKET_SIZE], loop)
+        loop += 1
+
+
+def pcr_span_s(data: bytes, pcr_pid: int | None = None) -> float:
+    """Media seconds covered by the PCRs in ``data`` (summing steps, so loops and wraps count)."""
+    framer = PacketFramer()
+    total = 0
+    last: int | None = None
+    for f in framer.feed(data) + framer.flush():
+        buf = f.data
+        for off in range(0, len(buf), PACKET_SIZE):
+            pcr = read_pcr(buf, off)
+            if pcr is None:
+                continue
+            pid = ((buf[off + 1] & 0x1F) << 8) | buf[off + 2]
+            if pcr_pid is None:
+                pcr_pid = pid
+            if pid != pcr_pid:
+                continue
+            if last is not None:
+                d = (pcr - last) % PCR_WRAP
+                if d <= MAX_PCR_GAP_S * PCR_HZ:
+                    total += d
+            last = pcr
+    return total / PCR_HZ
