@@ -42,8 +42,10 @@ def test_chunks_cover_the_stream(mpeg2_chunks: list[Chunk]) -> None:
     assert len(mpeg2_chunks) >= 4
     idx = [c.index for c in mpeg2_chunks]
     assert idx == list(range(idx[0], idx[0] + len(idx)))
-    for c in mpeg2_chunks[:-1]:
-        assert 1900 <= c.duration_ms <= 2600
+    gop_ms = 534  # closed MPEG-2 GOP of 16 frames: a chunk is the window length +- one GOP
+    for c, nxt in zip(mpeg2_chunks, mpeg2_chunks[1:], strict=False):
+        assert 2000 - gop_ms <= c.duration_ms <= 2000 + gop_ms
+        assert c.duration_ms == round((nxt.start_pts - c.start_pts) / 90)
     assert not any(c.damaged for c in mpeg2_chunks)
 
 
