@@ -1,0 +1,50 @@
+"""The integrity layer's one error type and its typed rejection reasons.
+
+Everything a hostile peer can send ends, at worst, in an :class:`IntegrityRejection` carrying a
+:class:`RejectReason`, so callers can count rejections by reason and never see a stray exception.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from ec_node.errors import IntegrityError
+
+
+class RejectReason(StrEnum):
+    """Why an object or a manifest was not accepted (stable strings: they appear in logs and counters)."""
+
+    MALFORMED = "malformed"  # not decodable, wrong types, missing required fields, bad hex
+    TOO_LARGE = "too_large"  # frame, meta or manifest over the configured limit
+    BAD_AEAD = "bad_aead"  # ciphertext does not open under the stream key, or non-canonical nonce
+    HASH_MISMATCH = "hash_mismatch"  # plaintext hash differs from meta / manifest hash
+    BAD_PROOF = "bad_proof"  # Merkle proof does not lead to the manifest root
+    NO_MANIFEST = "no_manifest"  # no usable manifest covers the chunk (and buffering is not possible)
+    BAD_MANIFEST_ID = "bad_manifest_id"  # body does not hash to manifest_id
+    BAD_MERKLE_ROOT = "bad_merkle_root"  # merkle_root does not match chunk_hashes
+    BAD_SIGNATURE = "bad_signature"  # no signature verifies
+    UNTRUSTED_SIGNER = "untrusted_signer"  # signatures verify, but no signer is trusted
+    WRONG_STREAM = "wrong_stream"  # stream_id / key_id is not the subscribed stream
+    META_MISMATCH = "meta_mismatch"  # epoch_id / chunk_duration_ms disagree with the manifest
+    CONFLICT = "conflict"  # a usable manifest contradicts an earlier usable manifest
+    STALE = "stale"  # older than anything the verifier still remembers
+    BUFFER_FULL = "buffer_full"  # dropped from the bounded pre-manifest buffer
+
+
+class IntegrityRejection(IntegrityError):
+    """An object or manifest failed the acceptance policy; ``reason`` says which rule."""
+
+    def __init__(self, reason: RejectReason, message: str) -> None:
+        super().__init__(f"{reason.value}: {message}")
+        self.reason = reason
+        self.detail = message
+
+
+class IntegrityFormatError(IntegrityRejection):
+    """Input could not be decoded (``malformed``) or exceeded a size limit (``too_large``)."""
+
+    def __init__(self, message: str, *, too_large: bool = False) -> None:
+        super().__init__(RejectReason.TOO_LARGE if too_large else RejectReason.MALFORMED, message)
+
+
+__all__ = ["IntegrityFormatError", "IntegrityRejection", "RejectReason"]

@@ -1,0 +1,55 @@
+"""The publisher's manifest signer: one Ed25519 key, loaded from (or created at) a key file."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ec_node.integrity.keys import generate_signing_key, load_signing_key, save_signing_key, signer_id_of
+from ec_node.integrity.manifest import Manifest, ManifestBody, add_signature, sign_manifest
+
+log = logging.getLogger("ec_node.integrity")
+
+
+class Signer:
+    """Signs manifest bodies; ``signer_id`` is what subscribers pass to ``--trust-signer``."""
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self._key = key
+        self.signer_id = signer_id_of(key)
+
+    @classmethod
+    def generate(cls) -> Signer:
+        """An ephemeral key (subscribers must then trust it on first use or be told its id)."""
+        return cls(generate_signing_key())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Signer:
+        return cls(load_signing_key(path))
+
+    @classmethod
+    def load_or_create(cls, path: str | os.PathLike[str]) -> Signer:
+        """Load the key at ``path``; if there is no file, create one (mode 0600) and log its signer id."""
+        if Path(path).exists():
+            return cls.load(path)
+        key = generate_signing_key()
+        save_signing_key(path, key)
+        signer = cls(key)
+        log.warning("created signing key %s (signer id %s)", path, signer.signer_id)
+        return signer
+
+    def sign(self, body: ManifestBody) -> Manifest:
+        return sign_manifest(body, self._key)
+
+    def cosign(self, manifest: Manifest) -> Manifest:
+        """Add this signer's signature to a manifest someone else built (checks its id first)."""
+        return add_signature(manifest, self._key)
+
+    def sign_bytes(self, message: bytes) -> bytes:
+        return self._key.sign(message)
+
+
+__all__ = ["Signer"]

@@ -1,0 +1,404 @@
+"""The acceptance policy, as one sans-I/O state machine shared by subscribers and relays.
+
+"No manifests, no data": feed it manifest frames and object frames in any order; it answers each with
+a typed decision. An object is accepted only when it opens under the stream key, its plaintext hashes
+to its ``chunk_hash``, and a *usable* manifest (id matches body, a trusted signature verifies, right
+stream) lists that hash at its index (or its Merkle proof reaches that manifest's root). Objects that
+arrive before their manifest wait in a buffer bounded by count and bytes. PROTOCOL.md §9.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections import Counter, OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ec_node.integrity.aead import StreamCipher
+from ec_node.integrity.errors import IntegrityRejection, RejectReason
+from ec_node.integrity.frames import DEFAULT_LIMITS, Limits, ObjectMeta, decode_frame
+from ec_node.integrity.keys import parse_signer_id
+from ec_node.integrity.manifest import Manifest, check_manifest_body, parse_epoch_id, parse_manifest
+from ec_node.integrity.merkle import verify_proof
+from ec_node.integrity.objects import check_object_stream, open_frame
+
+log = logging.getLogger("ec_node.integrity")
+
+
+class Verdict(StrEnum):
+    ACCEPTED = "accepted"
+    PENDING = "pending"  # valid by itself; waiting for a manifest that covers its index
+    DUPLICATE = "duplicate"  # already accepted (or already waiting); nothing to do
+    REJECTED = "rejected"
+
+
+class SlotState(StrEnum):
+    PRESENT = "present"  # a usable manifest lists a chunk at this index
+    ABSENT = "absent"  # a usable manifest says this index produced no chunk
+    UNKNOWN = "unknown"  # no usable manifest covers this index (yet, or any more)
+
+
+@dataclass(frozen=True)
+class AcceptedObject:
+    chunk_index: int
+    meta: ObjectMeta
+    frame: bytes  # the original frame, to forward or cache as is
+    plaintext: bytes | None  # None only for a keyless (relay) verifier
+    manifest_id: str
+
+
+@dataclass(frozen=True)
+class DroppedObject:
+    """A buffered object removed without acceptance (reason is also counted in ``object_rejections``)."""
+
+    chunk_index: int
+    reason: RejectReason
+    detail: str
+
+
+@dataclass(frozen=True)
+class ObjectDecision:
+    verdict: Verdict
+    chunk_index: int | None
+    reason: RejectReason | None = None
+    detail: str = ""
+    released: tuple[AcceptedObject, ...] = ()  # (itself) when ACCEPTED
+    dropped: tuple[DroppedObject, ...] = ()  # buffered objects evicted to make room
+
+
+@dataclass(frozen=True)
+class ManifestDecision:
+    verdict: Verdict
+    manifest: Manifest | None
+    epoch: int | None = None
+    reason: RejectReason | None = None
+    detail: str = ""
+    released: tuple[AcceptedObject, ...] = ()  # buffered objects this manifest authorized, by index
+    dropped: tuple[DroppedObject, ...] = ()  # buffered objects this manifest refuted
+    pinned_signer: str | None = None  # set when this manifest's signer was trusted on first use
+
+
+@dataclass
+class _Pending:
+    index: int
+    meta: ObjectMeta
+    frame: bytes
+    plaintext: bytes | None
+    size: int
+
+
+class Verifier:
+    """Acceptance policy for one subscribed stream.
+
+    ``stream_key=None`` makes a keyless verifier for relays without the network secret: it checks
+    manifests and each object's meta against them, but cannot check the ciphertext itself.
+    ``trusted_signers`` (``--trust-signer``) pins signer ids; with none and ``trust_on_first_use``,
+    the first signer of a self-consistent manifest is pinned and logged.
+    """
+
+    def __init__(
+        self,
+        stream_id: str,
+        stream_key: bytes | None,
+        *,
+        trusted_signers: Iterable[str] = (),
+        trust_on_first_use: bool = True,
+        max_pending_objects: int = 32,
+        max_pending_bytes: int = 128 * 1024 * 1024,
+        max_retained_slots: int = 65536,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        if max_retained_slots < limits.max_manifest_chunks:
+            raise ValueError("max_retained_slots must be >= limits.max_manifest_chunks")
+        self.stream_id = stream_id
+        self._cipher = StreamCipher(stream_id, stream_key) if stream_key is not None else None
+        self._trusted: set[str] = {parse_signer_id(s) for s in trusted_signers}
+        self._tofu = trust_on_first_use and not self._trusted
+        self.max_pending_objects = max_pending_objects
+        self.max_pending_bytes = max_pending_bytes
+        self.max_retained_slots = max_retained_slots
+        self.limits = limits
+        self._cover: dict[int, Manifest] = {}
+        self._heap: list[int] = []
+        self._floor = 0  # indices below this were forgotten: objects for them are stale
+        self._accepted: set[int] = set()
+        self._pending: dict[int, list[_Pending]] = {}
+        self._pending_count = 0
+        self._pending_bytes = 0
+        self._usable_ids: OrderedDict[str, None] = OrderedDict()
+        self._obj_rej: Counter[RejectReason] = Counter()
+        self._man_rej: Counter[RejectReason] = Counter()
+        self.accepted_objects = 0
+        self.accepted_manifests = 0
+
+    # ------------------------------------------------------------ introspection
+
+    @property
+    def keyless(self) -> bool:
+        return self._cipher is None
+
+    @property
+    def trusted_signers(self) -> frozenset[str]:
+        return frozenset(self._trusted)
+
+    @property
+    def pending_count(self) -> int:
+        return self._pending_count
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._pending_bytes
+
+    def pending_indices(self) -> list[int]:
+        return sorted(self._pending)
+
+    @property
+    def object_rejections(self) -> dict[RejectReason, int]:
+        return dict(self._obj_rej)
+
+    @property
+    def manifest_rejections(self) -> dict[RejectReason, int]:
+        return dict(self._man_rej)
+
+    @property
+    def rejected_objects(self) -> int:
+        """Total object rejections (what ``--max-invalid-chunks`` is compared against)."""
+        return sum(self._obj_rej.values())
+
+    def manifest_for(self, chunk_index: int) -> Manifest | None:
+        return self._cover.get(chunk_index)
+
+    def slot_state(self, chunk_index: int) -> SlotState:
+        m = self._cover.get(chunk_index)
+        if m is None:
+            return SlotState.UNKNOWN
+        return SlotState.ABSENT if m.body.slot(chunk_index) == "" else SlotState.PRESENT
+
+    def expected_hash(self, chunk_index: int) -> str | None:
+        m = self._cover.get(chunk_index)
+        return None if m is None else m.body.slot(chunk_index) or None
+
+    # ------------------------------------------------------------ manifests
+
+    def add_manifest(self, data: bytes | bytearray | memoryview) -> ManifestDecision:
+        """Feed one frame of the ``manifests`` track."""
+        try:
+            manifest = parse_manifest(data, self.limits)
+        except IntegrityRejection as e:
+            return self._reject_manifest(None, e.reason, e.detail)
+        return self.add_parsed_manifest(manifest)
+
+    def add_parsed_manifest(self, manifest: Manifest) -> ManifestDecision:
+        body = manifest.body
+        if manifest.manifest_id in self._usable_ids:
+            return ManifestDecision(Verdict.DUPLICATE, manifest, parse_epoch_id(body.stream_id, body.epoch_id))
+        if body.stream_id != self.stream_id:
+            return self._reject_manifest(manifest, RejectReason.WRONG_STREAM, f"manifest is for {body.stream_id!r}")
+        try:
+            check_manifest_body(manifest)
+        except IntegrityRejection as e:
+            return self._reject_manifest(manifest, e.reason, e.detail)
+        epoch = parse_epoch_id(body.stream_id, body.epoch_id)
+        valid = manifest.valid_signers()
+        if not valid:
+            return self._reject_manifest(manifest, RejectReason.BAD_SIGNATURE, "no signature verifies")
+        pinned: str | None = None
+        if not self._tofu and not any(s in self._trusted for s in valid):
+            return self._reject_manifest(
+                manifest, RejectReason.UNTRUSTED_SIGNER, f"signed only by untrusted {', '.join(valid)}"
+            )
+        if body.end_index <= self._floor:
+            return self._reject_manifest(manifest, RejectReason.STALE, "manifest window already forgotten")
+        for i in range(max(body.chunk_start_index, self._floor), body.end_index):
+            old = self._cover.get(i)
+            if old is not None and not _consistent(old, manifest, i):
+                return self._reject_manifest(
+                    manifest, RejectReason.CONFLICT, f"contradicts usable manifest {old.manifest_id} at index {i}"
+                )
+        if self._tofu:
+            pinned = valid[0]
+            self._trusted.add(pinned)
+            self._tofu = False
+            log.warning(
+                "trusting manifest signer %s on first use for %s (pin it with --trust-signer)", pinned, self.stream_id
+            )
+        # usable: record coverage (a manifest listing hashes replaces a root-only one)
+        for i in range(max(body.chunk_start_index, self._floor), body.end_index):
+            old = self._cover.get(i)
+            if old is None:
+                heapq.heappush(self._heap, i)
+                self._cover[i] = manifest
+            elif not old.body.chunk_hashes and body.chunk_hashes:
+                self._cover[i] = manifest
+        self._usable_ids[manifest.manifest_id] = None
+        while len(self._usable_ids) > 4096:
+            self._usable_ids.popitem(last=False)
+        self.accepted_manifests += 1
+        released: list[AcceptedObject] = []
+        dropped: list[DroppedObject] = []
+        for i in sorted(k for k in self._pending if body.covers(k)):
+            entries = self._pending.pop(i)
+            for p in entries:
+                self._pending_count -= 1
+                self._pending_bytes -= p.size
+                if i in self._accepted:
+                    continue  # a twin was just accepted; drop silently
+                outcome = self._judge(i, p.meta, p.frame, p.plaintext, self._cover[i])
+                if isinstance(outcome, AcceptedObject):
+                    released.append(outcome)
+                else:
+                    dropped.append(outcome)
+        dropped.extend(self._evict())
+        return ManifestDecision(
+            Verdict.ACCEPTED, manifest, epoch, released=tuple(released), dropped=tuple(dropped), pinned_signer=pinned
+        )
+
+    def _reject_manifest(self, manifest: Manifest | None, reason: RejectReason, detail: str) -> ManifestDecision:
+        self._man_rej[reason] += 1
+        log.debug("manifest rejected (%s): %s", reason.value, detail)
+        return ManifestDecision(Verdict.REJECTED, manifest, None, reason, detail)
+
+    def _evict(self) -> list[DroppedObject]:
+        dropped: list[DroppedObject] = []
+        while len(self._cover) > self.max_retained_slots and self._heap:
+            i = heapq.heappop(self._heap)
+            if self._cover.pop(i, None) is not None:
+                self._accepted.discard(i)
+                self._floor = max(self._floor, i + 1)
+        for i in [k for k in self._pending if k < self._floor]:
+            for p in self._pending.pop(i):
+                self._pending_count -= 1
+                self._pending_bytes -= p.size
+                dropped.append(self._drop(i, RejectReason.STALE, "its manifest window was forgotten"))
+        return dropped
+
+    # ------------------------------------------------------------ objects
+
+    def add_object(self, data: bytes | bytearray | memoryview) -> ObjectDecision:
+        """Feed one frame of the ``chunks`` track."""
+        try:
+            frame = decode_frame(data, self.limits)
+            meta = frame.meta
+            check_object_stream(meta, self.stream_id)
+        except IntegrityRejection as e:
+            return self._reject_object(None, e.reason, e.detail)
+        idx = meta.chunk_index
+        if idx < self._floor:
+            return self._reject_object(idx, RejectReason.STALE, "older than the retained manifest window")
+        if idx in self._accepted:
+            return ObjectDecision(Verdict.DUPLICATE, idx)
+        plaintext: bytes | None = None
+        if self._cipher is not None:
+            try:
+                plaintext = open_frame(self._cipher, frame).plaintext
+            except IntegrityRejection as e:
+                return self._reject_object(idx, e.reason, e.detail)
+        raw = data if isinstance(data, bytes) else bytes(data)
+        manifest = self._cover.get(idx)
+        if manifest is not None:
+            outcome = self._judge(idx, meta, raw, plaintext, manifest)
+            if isinstance(outcome, AcceptedObject):
+                return ObjectDecision(Verdict.ACCEPTED, idx, released=(outcome,))
+            return ObjectDecision(Verdict.REJECTED, idx, outcome.reason, outcome.detail)
+        return self._buffer(idx, meta, raw, plaintext)
+
+    def _buffer(self, idx: int, meta: ObjectMeta, raw: bytes, plaintext: bytes | None) -> ObjectDecision:
+        for p in self._pending.get(idx, ()):
+            if p.meta.chunk_hash == meta.chunk_hash:
+                return ObjectDecision(Verdict.DUPLICATE, idx)
+        size = len(raw) + (len(plaintext) if plaintext is not None else 0)
+        if self.max_pending_objects < 1 or size > self.max_pending_bytes:
+            return self._reject_object(idx, RejectReason.NO_MANIFEST, "no usable manifest and too big to buffer")
+        dropped: list[DroppedObject] = []
+        while self._pending and (
+            self._pending_count + 1 > self.max_pending_objects or self._pending_bytes + size > self.max_pending_bytes
+        ):
+            top = max(self._pending)  # keep the lowest indices: they are needed first
+            if top <= idx:
+                return self._reject_object(
+                    idx, RejectReason.BUFFER_FULL, "pre-manifest buffer full", dropped=tuple(dropped)
+                )
+            victim = self._pending[top].pop()
+            if not self._pending[top]:
+                del self._pending[top]
+            self._pending_count -= 1
+            self._pending_bytes -= victim.size
+            dropped.append(self._drop(top, RejectReason.BUFFER_FULL, "evicted from the pre-manifest buffer"))
+        self._pending.setdefault(idx, []).append(_Pending(idx, meta, raw, plaintext, size))
+        self._pending_count += 1
+        self._pending_bytes += size
+        return ObjectDecision(Verdict.PENDING, idx, dropped=tuple(dropped))
+
+    def drop_pending(self, below_index: int | None = None) -> tuple[DroppedObject, ...]:
+        """Give up on buffered objects (all, or those below an index), e.g. when manifests time out."""
+        dropped: list[DroppedObject] = []
+        for i in sorted(self._pending):
+            if below_index is not None and i >= below_index:
+                break
+            for p in self._pending.pop(i):
+                self._pending_count -= 1
+                self._pending_bytes -= p.size
+                dropped.append(self._drop(i, RejectReason.NO_MANIFEST, "no manifest arrived"))
+        return tuple(dropped)
+
+    def _judge(
+        self, idx: int, meta: ObjectMeta, raw: bytes, plaintext: bytes | None, manifest: Manifest
+    ) -> AcceptedObject | DroppedObject:
+        body = manifest.body
+        reason: RejectReason | None = None
+        detail = ""
+        if meta.epoch_id != body.epoch_id or meta.chunk_duration_ms != body.chunk_duration_ms:
+            reason, detail = RejectReason.META_MISMATCH, "epoch_id / chunk_duration_ms differ from the manifest"
+        elif meta.chunk_proof is not None and not (
+            meta.chunk_proof.leaf_index == idx - body.chunk_start_index
+            and meta.chunk_proof.leaf_count == body.total_chunks
+            and verify_proof(meta.chunk_hash, meta.chunk_proof, body.merkle_root)
+        ):
+            reason, detail = RejectReason.BAD_PROOF, "chunk_proof does not reach the manifest root"
+        elif body.chunk_hashes:
+            expected = body.slot(idx)
+            if expected != meta.chunk_hash:
+                reason = RejectReason.HASH_MISMATCH
+                detail = "manifest lists no chunk at this index" if expected == "" else "hash differs from manifest"
+        elif meta.chunk_proof is None:
+            reason, detail = RejectReason.BAD_PROOF, "root-only manifest and the object carries no chunk_proof"
+        if reason is not None:
+            return self._drop(idx, reason, f"object {idx}: {detail}")
+        self._accepted.add(idx)
+        self.accepted_objects += 1
+        return AcceptedObject(idx, meta, raw, plaintext, manifest.manifest_id)
+
+    def _drop(self, idx: int, reason: RejectReason, detail: str) -> DroppedObject:
+        self._obj_rej[reason] += 1
+        log.debug("object %d rejected (%s): %s", idx, reason.value, detail)
+        return DroppedObject(idx, reason, detail)
+
+    def _reject_object(
+        self, idx: int | None, reason: RejectReason, detail: str, dropped: tuple[DroppedObject, ...] = ()
+    ) -> ObjectDecision:
+        self._obj_rej[reason] += 1
+        log.debug("object %s rejected (%s): %s", idx, reason.value, detail)
+        return ObjectDecision(Verdict.REJECTED, idx, reason, detail, dropped=dropped)
+
+
+def _consistent(old: Manifest, new: Manifest, i: int) -> bool:
+    """Two usable manifests agree about index ``i``."""
+    a, b = old.body, new.body
+    if a.epoch_id != b.epoch_id or a.chunk_duration_ms != b.chunk_duration_ms:
+        return False
+    if a.chunk_hashes and b.chunk_hashes:
+        return a.slot(i) == b.slot(i)
+    return (a.chunk_start_index, a.total_chunks, a.merkle_root) == (b.chunk_start_index, b.total_chunks, b.merkle_root)
+
+
+__all__ = [
+    "AcceptedObject",
+    "DroppedObject",
+    "ManifestDecision",
+    "ObjectDecision",
+    "SlotState",
+    "Verdict",
+    "Verifier",
+]

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import blake3
+import pytest
+from click.testing import CliRunner
+
+from ec_node.cli import cli
+from ec_node.errors import ConfigError, OutputError
+from ec_node.integrity.keys import (
+    derive_stream_key,
+    generate_key_file,
+    load_signing_key,
+    parse_network_secret,
+    parse_signer_id,
+    signer_id_of,
+)
+from ec_node.integrity.signer import Signer
+
+
+def test_stream_key_matches_definition() -> None:
+    sid = "la-nbc"
+    secret = b"\x01\x02"
+    expected = blake3.blake3(secret + b"\x00" + sid.encode(), derive_key_context="every.channel stream key v1").digest()
+    assert derive_stream_key(sid, secret) == expected
+    ctx = "every.channel stream key v1"
+    assert derive_stream_key(sid) == blake3.blake3(b"\x00la-nbc", derive_key_context=ctx).digest()
+    assert derive_stream_key(sid) != derive_stream_key(sid, secret) != derive_stream_key("la-abc", secret)
+
+
+def test_network_secret_parsing() -> None:
+    assert parse_network_secret(None) == b""
+    assert parse_network_secret("") == b""
+    assert parse_network_secret("00FFaa") == b"\x00\xff\xaa"
+    for bad in ("abc", "zz", "0" * 2050):
+        with pytest.raises(ConfigError):
+            parse_network_secret(bad)
+
+
+def test_signer_id_parsing(tmp_path: Path) -> None:
+    s = Signer.generate()
+    assert parse_signer_id(s.signer_id.upper()) == s.signer_id
+    for bad in ("", "ab", "g" * 64):
+        with pytest.raises(ConfigError):
+            parse_signer_id(bad)
+
+
+def test_key_file_mode_and_roundtrip(tmp_path: Path) -> None:
+    p = tmp_path / "k.pem"
+    old = os.umask(0)
+    try:
+        sid = generate_key_file(p)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    assert signer_id_of(load_signing_key(p)) == sid
+    with pytest.raises(OutputError, match="exists"):
+        generate_key_file(p)
+    assert signer_id_of(load_signing_key(p)) == sid  # untouched
+    sid2 = generate_key_file(p, force=True)
+    assert sid2 != sid and signer_id_of(load_signing_key(p)) == sid2
+    assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    assert [x.name for x in tmp_path.iterdir()] == ["k.pem"]  # no temp file left
+
+
+def test_load_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_signing_key(tmp_path / "missing.pem")
+    bad = tmp_path / "bad.pem"
+    bad.write_text("hello")
+    with pytest.raises(ConfigError):
+        load_signing_key(bad)
+    with pytest.raises(ConfigError):
+        load_signing_key(tmp_path)  # a directory
+    with pytest.raises(OutputError):
+        generate_key_file(tmp_path / "no" / "such" / "dir.pem")
+
+
+def test_signer_load_or_create(tmp_path: Path) -> None:
+    p = tmp_path / "signer.pem"
+    a = Signer.load_or_create(p)
+    b = Signer.load_or_create(p)
+    assert a.signer_id == b.signer_id
+    assert stat.S_IMODE(p.stat().st_mode) == 0o600
+
+
+def test_keygen_cli(tmp_path: Path) -> None:
+    p = tmp_path / "node.key"
+    runner = CliRunner()
+    r = runner.invoke(cli, ["keygen", "-o", str(p)])
+    assert r.exit_code == 0, r.output
+    sid = r.output.strip()
+    assert len(sid) == 64 and signer_id_of(load_signing_key(p)) == sid
+    assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    r2 = runner.invoke(cli, ["keygen", "-o", str(p)])
+    assert r2.exit_code == 7 and "exists" in r2.output and "Traceback" not in r2.output
+    assert signer_id_of(load_signing_key(p)) == sid
+    r3 = runner.invoke(cli, ["keygen", "-o", str(p), "--force"])
+    assert r3.exit_code == 0 and r3.output.strip() != sid
+    r4 = runner.invoke(cli, ["keygen"])
+    assert r4.exit_code == 2

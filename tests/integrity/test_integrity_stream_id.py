@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ec_node.errors import ConfigError
+from ec_node.integrity.stream_id import (
+    BroadcastIdentity,
+    SourceHint,
+    derive_stream_id,
+    is_valid_stream_id,
+    validate_stream_id,
+)
+
+HDHR = SourceHint(kind="hdhr", device_id="1234ABCD", channel="7.1")
+
+
+def test_atsc_broadcast_with_callsign() -> None:
+    ident = BroadcastIdentity(transport_stream_id=0x0801, program_numbers=(0, 3), has_psip=True, short_name="WSYN-HD")
+    assert (
+        derive_stream_id(ident, HDHR)
+        == "ec/stream/v1/broadcast/atsc/tsid-2049/program-3/callsign-wsyn-hd/profile-passthrough/variant-source"
+    )
+
+
+def test_two_nodes_same_broadcast_converge_whatever_the_source() -> None:
+    ident = BroadcastIdentity(0x0801, (3,), True, "WSYN-HD")
+    a = derive_stream_id(ident, HDHR)
+    b = derive_stream_id(ident, SourceHint(kind="file", locator="/tmp/capture.ts"))
+    c = derive_stream_id(ident, SourceHint(kind="hdhr", device_id="FFFF0000", channel="32"))
+    assert a == b == c
+
+
+def test_mpegts_without_psip_has_no_callsign() -> None:
+    ident = BroadcastIdentity(1, (1,), False, "IGNORED")
+    assert derive_stream_id(ident, HDHR, profile="p", variant="v") == (
+        "ec/stream/v1/broadcast/mpegts/tsid-1/program-1/profile-p/variant-v"
+    )
+
+
+def test_callsign_sanitized() -> None:
+    ident = BroadcastIdentity(5, (2,), True, " Ké TV_2!")
+    assert "/callsign-ke-tv-2/" in derive_stream_id(ident, HDHR)
+    unusable = BroadcastIdentity(5, (2,), True, "!!!")
+    assert "callsign" not in derive_stream_id(unusable, HDHR)
+
+
+@pytest.mark.parametrize(
+    "ident",
+    [
+        None,
+        BroadcastIdentity(None, (3,), True, "X"),  # no tsid
+        BroadcastIdentity(5, (3, 4), True, "X"),  # ambiguous PAT
+        BroadcastIdentity(5, (0,), True, "X"),  # only the NIT entry
+        BroadcastIdentity(5, (), False, None),
+    ],
+)
+def test_no_promotion_falls_back_to_source(ident: BroadcastIdentity | None) -> None:
+    assert derive_stream_id(ident, HDHR) == (
+        "ec/stream/v1/source/hdhr/device-1234abcd/channel-7.1/profile-passthrough/variant-source"
+    )
+
+
+def test_file_url_stdin_forms() -> None:
+    f = derive_stream_id(None, SourceHint(kind="file", locator="/data/My Capture.ts"))
+    assert f == "ec/stream/v1/source/file/name-my-capture.ts/profile-passthrough/variant-source"
+    u1 = derive_stream_id(None, SourceHint(kind="url", locator="http://10.0.0.5:5004/auto/v7.1"))
+    u2 = derive_stream_id(None, SourceHint(kind="url", locator="http://10.0.0.5:5004/auto/v9.1"))
+    assert u1.startswith("ec/stream/v1/source/url/host-10.0.0.5/ref-") and u1 != u2
+    stdin = derive_stream_id(None, SourceHint(kind="stdin"))
+    assert stdin == "ec/stream/v1/source/stdin/profile-passthrough/variant-source"
+
+
+def test_explicit_wins_and_is_validated() -> None:
+    ident = BroadcastIdentity(0x0801, (3,), True, "WSYN-HD")
+    assert derive_stream_id(ident, HDHR, explicit="la-nbc") == "la-nbc"
+    with pytest.raises(ConfigError):
+        derive_stream_id(ident, HDHR, explicit="bad\x00id")
+
+
+@pytest.mark.parametrize("bad", ["", " x", "x ", "a\nb", "a\x7fb", "x" * 257, "a\u200bb", "\ud800"])
+def test_validate_rejects(bad: str) -> None:
+    with pytest.raises(ConfigError):
+        validate_stream_id(bad)
+    assert not is_valid_stream_id(bad)
+
+
+def test_missing_source_details_are_config_errors() -> None:
+    with pytest.raises(ConfigError):
+        derive_stream_id(None, SourceHint(kind="hdhr", device_id="X"))
+    with pytest.raises(ConfigError):
+        derive_stream_id(None, SourceHint(kind="file"))
+    with pytest.raises(ConfigError):
+        derive_stream_id(None, HDHR, profile="!!!")
+
+
+@given(st.text(max_size=40), st.text(max_size=20), st.text(max_size=20))
+def test_derived_ids_are_always_valid_or_config_error(name: str, dev: str, ch: str) -> None:
+    for src in (SourceHint(kind="file", locator=name or "x"), SourceHint(kind="hdhr", device_id=dev, channel=ch)):
+        try:
+            sid = derive_stream_id(BroadcastIdentity(7, (1,), True, name), src)
+            sid2 = derive_stream_id(None, src)
+        except ConfigError:
+            continue
+        assert validate_stream_id(sid) == sid and validate_stream_id(sid2) == sid2
+        assert sid.isascii() and sid2.isascii()
