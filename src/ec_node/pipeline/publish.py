@@ -1,0 +1,181 @@
+"""`ec-node moq-publish`: ingest a source, chunk it, and serve objects and/or signed manifests over MoQ.
+
+Order of work: open the source and probe its head (to name the stream), listen, create every
+track, announce, print the startup line, then ingest. A manifests-only leader still chunks and
+hashes everything it signs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from ec_node.errors import UsageError
+from ec_node.integrity.keys import derive_stream_key, parse_network_secret
+from ec_node.integrity.signer import Signer
+from ec_node.integrity.stream_id import SourceHint, derive_stream_id, validate_stream_id
+from ec_node.pipeline.aio import emit_json, install_stop_signals, iterate_in_thread, write_json_file
+from ec_node.pipeline.identify import identity_of, probe
+from ec_node.pipeline.ingest import GuardedChunker, open_source, pace_by_pcr, parse_source
+from ec_node.pipeline.publish_core import PublishCore
+from ec_node.transport.base import TrackWriter, Transport
+from ec_node.transport.identity import load_or_create_identity
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PublishConfig:
+    input: str
+    duration_s: float | None = None
+    realtime: bool = False
+    listen: str = "127.0.0.1:0"
+    identity_dir: Path | None = None
+    stream_id: str | None = None
+    broadcast: str | None = None
+    network_secret: str | None = None
+    signing_key: Path | None = None
+    publish_manifests: bool = False
+    publish_chunks: bool = True
+    epoch_chunks: int = 1
+    chunk_ms: int = 2000
+    startup_delay_ms: int = 0
+    addr_file: Path | None = None
+    linger_ms: int = 0
+    cache_mb: int = 256
+
+
+def default_transport() -> Transport:
+    from ec_node.transport.moq_transport import MoqTransport
+
+    return MoqTransport()
+
+
+def _source_hint(spec: str, device_id: str | None) -> SourceHint:
+    s = parse_source(spec)
+    if s.kind == "hdhr":
+        return SourceHint("hdhr", device_id=device_id, channel=s.channel, locator=spec)
+    if s.kind == "url":
+        return SourceHint("url", locator=spec)
+    if s.kind == "stdin":
+        return SourceHint("stdin")
+    return SourceHint("file", locator=spec)
+
+
+def _hdhr_device_id(spec: str) -> str | None:
+    s = parse_source(spec)
+    if s.kind != "hdhr" or s.host is None:
+        return None
+    from ec_node.hdhr.client import HdhrClient
+
+    return HdhrClient(s.host).discover().device_id
+
+
+async def run_publish(cfg: PublishConfig, out: TextIO = sys.stdout, transport: Transport | None = None) -> None:
+    if not cfg.publish_chunks and not cfg.publish_manifests:
+        raise UsageError("nothing to publish: --publish-chunks=false needs --publish-manifests")
+    if cfg.epoch_chunks < 1:
+        raise UsageError("--epoch-chunks must be >= 1")
+    secret = parse_network_secret(cfg.network_secret)
+    signer = Signer.load_or_create(cfg.signing_key) if cfg.signing_key else None
+    if cfg.publish_manifests and signer is None:
+        signer = Signer.generate()
+        log.warning("no --signing-key: signing with an ephemeral key %s", signer.signer_id)
+    if cfg.stream_id is not None:
+        validate_stream_id(cfg.stream_id)
+
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    name = "stdin" if cfg.input == "-" else cfg.input
+    device_id = await asyncio.to_thread(_hdhr_device_id, cfg.input)
+    reads = open_source(cfg.input, cfg.duration_s)
+    if cfg.realtime:
+        reads = pace_by_pcr(reads)
+    head = await asyncio.to_thread(probe, reads, cfg.chunk_ms, name)
+    stream_id = derive_stream_id(
+        identity_of(head.info), _source_hint(cfg.input, device_id), explicit=cfg.stream_id
+    )
+    broadcast = cfg.broadcast or stream_id
+    core = PublishCore(
+        stream_id,
+        derive_stream_key(stream_id, secret),
+        signer=signer if cfg.publish_manifests else None,
+        publish_chunks=cfg.publish_chunks,
+        epoch_chunks=cfg.epoch_chunks,
+        chunk_ms=cfg.chunk_ms,
+    )
+
+    transport = transport or default_transport()
+    identity = load_or_create_identity(cfg.identity_dir)
+    listener = await transport.listen(cfg.listen, identity, cfg.cache_mb * 1024 * 1024)
+    try:
+        writers = listener.publish_broadcast(broadcast, core.tracks)
+        startup: dict[str, Any] = {
+            "endpoint_addr": listener.endpoint_addr.to_json(),
+            "broadcast": broadcast,
+            "stream_id": stream_id,
+            "tracks": core.tracks,
+            "signer_id": signer.signer_id if cfg.publish_manifests and signer else None,
+        }
+        if cfg.addr_file is not None:
+            write_json_file(cfg.addr_file, startup)
+        emit_json(out, startup)
+        log.info("serving %s (%s) on %s", broadcast, ", ".join(core.tracks), listener.endpoint_addr.to_json())
+
+        if cfg.startup_delay_ms and await _wait(stop, cfg.startup_delay_ms / 1000):
+            return
+        await _ingest(core, writers, head.head, reads, cfg.chunk_ms, name, stop)
+        log.info(
+            "input ended: %d chunks, %d objects, %d manifests, %d damaged chunks dropped",
+            core.stats.chunks,
+            core.stats.objects,
+            core.stats.manifests,
+            core.stats.damaged_dropped,
+        )
+        if cfg.linger_ms and not stop.is_set():
+            await _wait(stop, cfg.linger_ms / 1000)
+    finally:
+        await listener.close()
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to ``seconds``; True if a stop signal came first."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+        return True
+    except TimeoutError:
+        return False
+
+
+async def _ingest(
+    core: PublishCore,
+    writers: dict[str, TrackWriter],
+    head: list[bytes],
+    reads: Any,
+    chunk_ms: int,
+    name: str,
+    stop: asyncio.Event,
+) -> None:
+    chunker = GuardedChunker(chunk_ms, name)
+
+    def apply(chunks: list[Any]) -> None:
+        for c in chunks:
+            for w in core.on_chunk(c, int(time.time() * 1000)):
+                writers[w.track].write_group(w.sequence, w.payload)
+
+    for data in head:
+        apply(chunker.feed(data))
+    async for data in iterate_in_thread(reads):
+        apply(chunker.feed(data))
+        if stop.is_set():
+            break
+    apply(chunker.flush())
+    for w in core.finish(int(time.time() * 1000)):
+        writers[w.track].write_group(w.sequence, w.payload)
+    for wr in writers.values():
+        wr.finish()
