@@ -7,6 +7,7 @@ from ec_node.integrity.verifier import Verifier
 from ec_node.pipeline.publish_core import PublishCore
 from ec_node.pipeline.subscribe_core import SubscribeCore, SubscribeOptions
 from ec_node.ts.chunker import chunk_stream
+
 from support.tsbuild import stream
 
 SID = "ec/stream/v1/source/file/name-test/profile-passthrough/variant-source"

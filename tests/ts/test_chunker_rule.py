@@ -2,11 +2,12 @@
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.tsbuild import stream
 
 from ec_node.ts.chunker import Chunker, chunk_stream, windows_per_timeline
 from ec_node.ts.packets import PACKET_SIZE
 from ec_node.ts.pes import PTS_WRAP
+
+from support.tsbuild import stream
 
 FRAME = 3003  # 29.97 fps in 90 kHz ticks
 

@@ -1,8 +1,9 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.tsbuild import stream
 
 from ec_node.ts.packets import PACKET_SIZE, PacketFramer, read_pcr
+
+from support.tsbuild import stream
 
 
 def _frame_all(data: bytes, sizes: list[int]) -> tuple[bytes, PacketFramer]:

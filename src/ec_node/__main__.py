@@ -1,0 +1,3 @@
+from ec_node.cli import main
+
+main()

@@ -1,0 +1,146 @@
+"""ECP-0032 end to end: tuner -> duration-query capture -> leader (manifests only) + availability
+publisher (objects only) -> subscriber taking each from a different peer -> verified HLS.
+
+Everything is real: the HDHomeRun emulator over HTTP, `ec-node` processes, MoQ over QUIC on
+127.0.0.1, PyAV decoding the output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import m3u8
+import pytest
+
+from ec_node.errors import ExitCode
+from ec_node.hdhr.emulator import HdhrEmulator
+from ec_node.probe import decode
+from ec_node.ts.chunker import Chunk, Chunker
+
+from support.procs import Node, addr_arg
+
+STOP_AFTER = 3
+
+
+def _capture(host: str, channel: str, seconds: int, out: Path, cwd: Path) -> Path:
+    with Node(["hdhr", "capture", host, channel, "--duration", str(seconds), "-o", str(out)], cwd, "capture") as n:
+        summary = json.loads(n.next_line())
+        assert n.wait() == 0, n.stderr()
+    assert summary["bytes"] == out.stat().st_size > 0
+    return out
+
+
+@pytest.fixture(scope="module", params=["emulator", "real-hdhomerun"])
+def recording(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    work = tmp_path_factory.mktemp(f"rec-{request.param}")
+    if request.param == "real-hdhomerun":
+        host = os.environ.get("EVERY_CHANNEL_E2E_HDHR_HOST")
+        channel = os.environ.get("EVERY_CHANNEL_E2E_HDHR_CHANNEL")
+        if not host or not channel:
+            pytest.skip(
+                "real-device test: set EVERY_CHANNEL_E2E_HDHR_HOST and EVERY_CHANNEL_E2E_HDHR_CHANNEL to run it"
+            )
+        yield _capture(host, channel, 12, work / "capture.ts", work)
+        return
+    media = request.getfixturevalue("media_mpeg2")
+    with HdhrEmulator(media, serve_speed=0) as emu:
+        yield _capture(f"127.0.0.1:{emu.http_port}", "7.1", 10, work / "capture.ts", work)
+
+
+def _chunks(path: Path) -> list[Chunk]:
+    ch = Chunker()
+    data = path.read_bytes()
+    return ch.feed(data) + ch.flush()
+
+
+def _publisher(rec: Path, cwd: Path, name: str, *extra: str) -> Node:
+    return Node(["moq-publish", "--input", str(rec), "--linger-ms", "600000", *extra], cwd, name)
+
+
+def test_split_source_subscriber_writes_exactly_the_recordings_chunks(recording: Path, tmp_path: Path) -> None:
+    expected = _chunks(recording)[:STOP_AFTER]
+    assert len(expected) == STOP_AFTER
+    with (
+        _publisher(recording, tmp_path, "leader", "--publish-manifests", "--publish-chunks=false",
+                   "--signing-key", str(tmp_path / "leader.key")) as a,
+        _publisher(recording, tmp_path, "relay", "--publish-chunks=true") as b,
+    ):
+        sa, sb = a.startup(), b.startup()
+        assert sa["tracks"] == ["manifests"] and sa["signer_id"]
+        assert sb["tracks"] == ["chunks"] and sb["signer_id"] is None
+        assert sa["stream_id"] == sb["stream_id"] == sa["broadcast"]
+        assert sa["stream_id"].startswith("ec/stream/v1/broadcast/atsc/tsid-")
+        out = tmp_path / "hls"
+        with Node(
+            [
+                "moq-subscribe", "--remote", addr_arg(sb), "--remote-manifests", addr_arg(sa),
+                "--broadcast", sb["broadcast"], "--subscribe-manifests", "--require-manifest",
+                "--trust-signer", sa["signer_id"], "--max-invalid-chunks", "0",
+                "--stop-after", str(STOP_AFTER), "--output-dir", str(out), "--json",
+            ],
+            tmp_path,
+            "subscriber",
+        ) as s:
+            rc = s.wait()
+            assert rc == 0, s.stderr()
+            events = s.events()
+    assert events[-1]["event"] == "end" and events[-1]["reason"] == f"--stop-after {STOP_AFTER} reached"
+    assert events[-1]["rejected"] == 0
+    pl = m3u8.load(str(out / "index.m3u8"))
+    assert pl.is_endlist and pl.media_sequence == 0
+    assert [s.uri for s in pl.segments] == [f"segment_{c.index:06d}.ts" for c in expected]
+    for seg, chunk in zip(pl.segments, expected, strict=True):
+        data = (out / seg.uri).read_bytes()
+        assert data == chunk.data  # the verified plaintext, unchanged
+        assert round(seg.duration) <= pl.target_duration
+        assert abs(seg.duration * 1000 - chunk.duration_ms) <= 1
+        rep = decode(data)
+        assert rep.ok and rep.first_video_keyframe, rep.errors[:3]
+    assert sorted(p.name for p in out.iterdir()) == sorted([*(s.uri for s in pl.segments), "index.m3u8"])
+    whole = decode(out / "index.m3u8")
+    assert whole.ok and whole.video_frames > 0, whole.errors[:3]
+
+
+@pytest.mark.parametrize("case", ["no-manifests-peer", "untrusted-signer"])
+def test_no_manifests_no_data(recording: Path, tmp_path: Path, case: str) -> None:
+    with (
+        _publisher(recording, tmp_path, "leader", "--publish-manifests", "--publish-chunks=false") as a,
+        _publisher(recording, tmp_path, "relay", "--publish-chunks=true") as b,
+    ):
+        sa, sb = a.startup(), b.startup()
+        if case == "no-manifests-peer":
+            extra = ["--remote-manifests", addr_arg(sb)]  # B serves objects only
+        else:
+            other = tmp_path / "other.key"
+            with Node(["keygen", "-o", str(other)], tmp_path, "keygen") as k:
+                stranger = k.next_line().strip()
+                assert k.wait() == 0
+            extra = ["--remote-manifests", addr_arg(sa), "--trust-signer", stranger]
+        out = tmp_path / "hls"
+        with Node(
+            [
+                "moq-subscribe", "--remote", addr_arg(sb), *extra, "--broadcast", sb["broadcast"],
+                "--subscribe-manifests", "--require-manifest", "--stop-after", "2",
+                "--output-dir", str(out), "--json", "--manifest-timeout", "3",
+            ],
+            tmp_path,
+            "subscriber",
+        ) as s:
+            rc = s.wait()
+            events = s.events()
+    assert not list(out.glob("segment_*"))
+    assert not [e for e in events if e["event"] == "segment"]
+    if case == "untrusted-signer":
+        # manifests arrive, are refused, so every object waits and is finally dropped
+        assert rc == ExitCode.ENDED_EARLY, s.stderr()
+        reasons = {e["reason"] for e in events if e["event"] == "manifest_rejected"}
+        assert reasons == {"untrusted_signer"}
+        assert m3u8.load(str(out / "index.m3u8")).segments == []
+    else:
+        # the manifests peer has no manifests track: refuse to run rather than wait forever
+        assert rc == ExitCode.UNREACHABLE, s.stderr()
+        assert "manifests" in s.stderr()
+        assert not (out / "index.m3u8").exists()
