@@ -50,8 +50,8 @@ def recording(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         yield _capture(f"127.0.0.1:{emu.http_port}", "7.1", 10, work / "capture.ts", work)
 
 
-def _chunks(path: Path) -> list[Chunk]:
-    ch = Chunker()
+def _chunks(path: Path, chunk_ms: int = 2000) -> list[Chunk]:
+    ch = Chunker(chunk_ms)
     data = path.read_bytes()
     return ch.feed(data) + ch.flush()
 
@@ -144,3 +144,57 @@ def test_no_manifests_no_data(recording: Path, tmp_path: Path, case: str) -> Non
         assert rc == ExitCode.UNREACHABLE, s.stderr()
         assert "manifests" in s.stderr()
         assert not (out / "index.m3u8").exists()
+
+
+def test_hostile_relay_objects_are_rejected_with_reasons(recording: Path, tmp_path: Path) -> None:
+    import sys
+
+    expected_reason = {
+        "bit_flip": {"bad_aead"},
+        "truncated": {"malformed"},
+        "replayed": {"bad_aead"},
+        "foreign_stream": {"wrong_stream"},
+        "hash_flip": {"bad_aead", "hash_mismatch"},
+    }
+    chunks = {c.index: c.data for c in _chunks(recording, 1000)}
+    assert len(chunks) >= len(expected_reason) + 2
+    script = Path(__file__).parents[1] / "support" / "hostile_relay.py"
+    with (
+        _publisher(
+            recording, tmp_path, "leader", "--publish-manifests", "--publish-chunks=false", "--chunk-ms=1000"
+        ) as a,
+        _publisher(recording, tmp_path, "relay", "--publish-chunks=true", "--chunk-ms=1000") as b,
+    ):
+        sa, sb = a.startup(), b.startup()
+        with Node([], tmp_path, "hostile", argv=[sys.executable, str(script), addr_arg(sb), sb["broadcast"]]) as h:
+            sh = h.startup()
+            plan = {int(k): v for k, v in sh["plan"].items()}
+            assert len(plan) == len(expected_reason)
+            out = tmp_path / "hls"
+            with Node(
+                [
+                    "moq-subscribe", "--remote", addr_arg(sh), "--remote-manifests", addr_arg(sa),
+                    "--broadcast", sb["broadcast"], "--subscribe-manifests", "--require-manifest",
+                    "--trust-signer", sa["signer_id"], "--output-dir", str(out), "--json", "--chunk-ms=1000",
+                ],
+                tmp_path,
+                "subscriber",
+            ) as s:
+                rc = s.wait()
+                events = s.events()
+    assert rc == 0, s.stderr()
+    rejections = [(e["chunk_index"], e["reason"]) for e in events if e["event"] == "rejected"]
+    assert len(rejections) == len(plan)
+    # objects refused before their index is trusted (truncated, another stream's) carry no index
+    assert sorted(r for i, r in rejections if i is None) == ["malformed", "wrong_stream"]
+    by_index = {i: r for i, r in rejections if i is not None}
+    for idx, attack in plan.items():
+        if attack in ("truncated", "foreign_stream"):
+            continue
+        assert by_index.get(idx) in expected_reason[attack], (idx, attack, rejections)
+    written = {int(p.name[8:14]): p.read_bytes() for p in out.glob("segment_*.ts")}
+    assert set(written) == set(chunks) & ({e["chunk_index"] for e in events if e["event"] == "segment"})
+    assert not set(written) & set(plan)
+    assert len(written) == len(chunks) - len(plan)
+    for idx, data in written.items():
+        assert data == chunks[idx]

@@ -19,14 +19,14 @@ EXIT_TIMEOUT_S = 120.0
 class Node:
     """One `python -m ec_node ...` process. stdout lines are collected by a thread as they come."""
 
-    def __init__(self, args: list[str], cwd: Path, name: str = "node") -> None:
+    def __init__(self, args: list[str], cwd: Path, name: str = "node", *, argv: list[str] | None = None) -> None:
         self.name = name
         self.args = args
         self.stderr_path = cwd / f"{name}.stderr"
         self._err = self.stderr_path.open("wb")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ec_node", "-v", *args],
+            argv or [sys.executable, "-m", "ec_node", "-v", *args],
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -1,0 +1,84 @@
+"""A hostile availability relay: re-serves an upstream's `chunks` with forged objects mixed in.
+
+Run as a script: hostile_relay.py UPSTREAM_ADDR BROADCAST. It prints one startup JSON line
+(`endpoint_addr`, `plan`: {chunk_index: attack}) once it has taken the upstream's whole track,
+serves it, and exits on SIGTERM. Attacks: bit flip in the
+ciphertext, truncated frame, a replay of an earlier object relabelled with this index, an object
+relabelled as another stream, a flipped chunk_hash in the metadata; one each, on the objects after
+the first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import signal
+import sys
+
+from ec_node.integrity.frames import CHUNKS_TRACK, Encryption, decode_frame, encode_frame
+from ec_node.transport.addr import parse_endpoint_addr
+from ec_node.transport.identity import load_or_create_identity
+from ec_node.transport.moq_transport import MoqTransport
+from ec_node.transport.sequencing import GroupEvent
+
+ATTACKS = ["bit_flip", "truncated", "replayed", "foreign_stream", "hash_flip"]
+
+
+def forge(attack: str, frame: bytes, earlier: bytes) -> bytes:
+    f = decode_frame(frame)
+    if attack == "bit_flip":
+        b = bytearray(frame)
+        b[-40] ^= 0x10
+        return bytes(b)
+    if attack == "truncated":
+        return frame[: 4 + 20]
+    if attack == "replayed":
+        old = decode_frame(earlier)
+        meta = dataclasses.replace(old.meta, chunk_index=f.meta.chunk_index, epoch_id=f.meta.epoch_id)
+        return encode_frame(meta, bytes(old.payload))
+    if attack == "foreign_stream":
+        other = "ec/stream/v1/broadcast/atsc/tsid-1/program-1/profile-passthrough/variant-source"
+        enc = Encryption(f.meta.encryption.alg, other, f.meta.encryption.nonce)
+        meta = dataclasses.replace(f.meta, stream_id=other, encryption=enc)
+        return encode_frame(meta, bytes(f.payload))
+    if attack == "hash_flip":
+        h = f.meta.chunk_hash
+        meta = dataclasses.replace(f.meta, chunk_hash=("0" if h[0] != "0" else "1") + h[1:])
+        return encode_frame(meta, bytes(f.payload))
+    raise ValueError(attack)
+
+
+async def main(upstream: str, broadcast: str) -> None:
+    t = MoqTransport()
+    session = await t.connect(parse_endpoint_addr(upstream), 10)
+    sub = await session.subscribe(broadcast, CHUNKS_TRACK)
+    groups: list[tuple[int, bytes]] = []
+    async for ev in sub:
+        if isinstance(ev, GroupEvent):
+            groups.append((ev.sequence, ev.payload))
+        if len(groups) >= 64:
+            break
+    await sub.close()
+    await session.close()
+    listener = await t.listen("127.0.0.1:0", load_or_create_identity(None), 64 * 1024 * 1024)
+    writer = listener.publish_broadcast(broadcast, [CHUNKS_TRACK])[CHUNKS_TRACK]
+    plan: dict[int, str] = {}
+    for k, (seq, payload) in enumerate(groups):
+        if 1 <= k <= len(ATTACKS):
+            attack = ATTACKS[k - 1]
+            plan[seq] = attack
+            payload = forge(attack, payload, groups[0][1])
+        writer.write_group(seq, payload)
+    writer.finish()
+    print(json.dumps({"endpoint_addr": listener.endpoint_addr.to_json(), "plan": plan}), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for s in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(s, stop.set)
+    await stop.wait()
+    await listener.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
