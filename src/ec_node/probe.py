@@ -18,7 +18,7 @@ from pathlib import Path
 import av
 import av.logging
 
-_LOCK = threading.Lock()  # av.logging's level is process-wide
+_LOCK = threading.RLock()  # av.logging's level is process-wide; nested use is fine
 
 
 class _Collect(logging.Handler):
@@ -37,6 +37,8 @@ def ffmpeg_messages(level: int = logging.ERROR) -> Iterator[list[str]]:
     logger = logging.getLogger("libav")
     with _LOCK:
         prev = av.logging.get_level()
+        prev_propagate = logger.propagate
+        logger.propagate = False  # collected, not printed
         logger.addHandler(handler)
         av.logging.set_level(av.logging.WARNING if level <= logging.WARNING else av.logging.ERROR)
         try:
@@ -44,6 +46,7 @@ def ffmpeg_messages(level: int = logging.ERROR) -> Iterator[list[str]]:
         finally:
             av.logging.set_level(prev)
             logger.removeHandler(handler)
+            logger.propagate = prev_propagate
 
 
 @dataclass

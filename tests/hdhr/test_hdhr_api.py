@@ -11,8 +11,18 @@ from hypothesis import strategies as st
 
 from ec_node.errors import ConfigError, UnreachableError, UsageError
 from ec_node.hdhr import api
-from ec_node.hdhr.psip import probe_channels
-from ec_node.ts.crc import crc32_mpeg
+from ec_node.hdhr.psip import ProbedChannel, probe_channels
+from ec_node.ts.psip import (
+    TID_CVCT,
+    TID_TVCT,
+    ServiceLocation,
+    ServiceLocationElement,
+    VirtualChannel,
+    build_section,
+    build_tvct,
+    packetize_section,
+    section_body,
+)
 
 FLEX = (
     b'{"FriendlyName":"HDHomeRun FLEX 4K","ModelNumber":"HDFX-4K","FirmwareName":"hdhomerun_dvr_atsc3",'
@@ -118,34 +128,19 @@ def test_not_found_is_config_error() -> None:
 
 
 def _section(table_id: int, ext: int, body: bytes) -> bytes:
-    length = 5 + len(body) + 4
-    head = bytes([table_id, 0xB0 | (length >> 8), length & 0xFF, ext >> 8, ext & 0xFF, 0xC1, 0, 0])
-    return head + body + struct.pack(">I", crc32_mpeg(head + body))
+    return build_section(table_id, ext, body, private_indicator=False)
 
 
 def _packets(pid: int, section: bytes) -> bytes:
-    data = b"\x00" + section
-    out = b""
-    cc = 0
-    first = True
-    while data:
-        chunk, data = data[:184], data[184:]
-        hdr = bytes([0x47, (0x40 if first else 0) | (pid >> 8), pid & 0xFF, 0x10 | cc])
-        out += hdr + chunk + b"\xff" * (184 - len(chunk))
-        first = False
-        cc = (cc + 1) & 0xF
-    return out
+    return b"".join(packetize_section(pid, section, 0))
 
 
-def _tvct(channels: list[tuple[str, int, int, int]]) -> bytes:
-    body = bytes([0, len(channels)])  # protocol_version, num_channels_in_section
-    for name, major, minor, program in channels:
-        desc = b"\xa1\x09" + b"\x00" * 9  # a service location descriptor's worth of bytes, unparsed
-        v = (0xF << 28) | (major << 18) | (minor << 8) | 0x04
-        body += name.encode("utf-16-be").ljust(14, b"\x00")
-        body += struct.pack(">IIHHHHH", v, 0, 0x0801, program, 0x0D02, program, 0xFC00 | len(desc)) + desc
-    body += struct.pack(">H", 0xFC00)
-    return _section(0xC8, 0x0801, body)
+def _vct(channels: list[tuple[str, int, int, int]], table_id: int = TID_TVCT) -> bytes:
+    sld = ServiceLocation(0x31, (ServiceLocationElement(0x02, 0x31),))
+    tvct = build_tvct(
+        [VirtualChannel(n, major, minor, prog, 0x0801, service_location=sld) for n, major, minor, prog in channels]
+    )
+    return tvct if table_id == TID_TVCT else build_section(table_id, 0x0801, section_body(tvct))
 
 
 def test_probe_channels_from_tvct_and_pmt() -> None:
@@ -162,13 +157,22 @@ def test_probe_channels_from_tvct_and_pmt() -> None:
     )
     # 7 channels' worth of TVCT spans two packets, exercising section reassembly
     names = [("WSYN-HD", 7, 1, 3), ("WSYN-SD", 7, 2, 4)] + [(f"X{i}", 9, i, 10 + i) for i in range(5)]
-    ts = _packets(0, pat) + _packets(0x30, pmt3) + _packets(0x40, pmt4) + _packets(0x1FFB, _tvct(names))
-    assert len(_packets(0x1FFB, _tvct(names))) > 188
+    ts = _packets(0, pat) + _packets(0x30, pmt3) + _packets(0x40, pmt4) + _packets(0x1FFB, _vct(names))
+    assert len(_packets(0x1FFB, _vct(names))) > 188
     chans = probe_channels(ts)
     assert [(c.program_number, c.guide_number, c.guide_name, c.video_codec, c.audio_codec) for c in chans] == [
         (3, "7.1", "WSYN-HD", "MPEG2", "AC3"),
         (4, "7.2", "WSYN-SD", "H264", "AAC"),
     ]
+
+
+def test_probe_channels_reads_cable_vct_and_dvb_style_ac3() -> None:
+    pat = _section(0x00, 0x0801, struct.pack(">HH", 5, 0xE050))
+    # MPEG-2 video, then AC-3 as private PES (0x06) with an AC-3 descriptor (0x6A), as ffmpeg's system_b mode writes
+    es = bytes([0x02, 0xE0, 0x51, 0xF0, 0x00, 0x06, 0xE0, 0x54, 0xF0, 0x03, 0x6A, 0x01, 0x00])
+    pmt = _section(0x02, 5, struct.pack(">HH", 0xE051, 0xF000) + es)
+    ts = _packets(0, pat) + _packets(0x50, pmt) + _packets(0x1FFB, _vct([("CABLE", 102, 1, 5)], TID_CVCT))
+    assert probe_channels(ts) == [ProbedChannel(5, "102.1", "CABLE", "MPEG2", "AC3")]
 
 
 def test_probe_channels_ignores_bad_crc() -> None:

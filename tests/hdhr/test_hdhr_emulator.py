@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
@@ -285,20 +286,15 @@ def test_junk_injected_once(hdhr_media: Path) -> None:
 
 def test_concurrent_streams_and_clean_shutdown(hdhr_media: Path) -> None:
     e = HdhrEmulator(hdhr_media, serve_speed=0, tuners=4).start()
-    results: list[int] = []
-    lock = threading.Lock()
+    start = threading.Barrier(4, timeout=30)
 
-    def run() -> None:
+    def run(_: int) -> int:
+        start.wait()  # all four tune at once
         with client_for(e).open_stream("7.1", duration_s=4) as s:
-            n = sum(len(c) for c in s)
-        with lock:
-            results.append(n)
+            return sum(len(c) for c in s)
 
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(run, range(4)))
     e.stop()
     assert len(results) == 4 and len(set(results)) == 1 and results[0] > 0
     left = [t.name for t in threading.enumerate() if t.name.startswith("hdhr-") or "process_request" in t.name]

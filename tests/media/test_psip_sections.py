@@ -14,6 +14,7 @@ from ec_node.ts.crc import crc32_mpeg
 from ec_node.ts.psip import (
     GPS_EPOCH_UNIX,
     PSIP_BASE_PID,
+    TID_CVCT,
     TID_TVCT,
     MgtTable,
     PsipError,
@@ -31,13 +32,15 @@ from ec_node.ts.psip import (
     parse_section_header,
     parse_stt,
     parse_tvct,
+    parse_vct,
+    section_body,
     unix_to_gps,
 )
 
 u16 = st.integers(0, 0xFFFF)
 pids = st.integers(0, 0x1FFE)
 names = st.text(
-    alphabet=st.characters(max_codepoint=0xFFFF, exclude_categories=("Cs",), exclude_characters="\x00"),
+    alphabet=st.characters(max_codepoint=0xFFFF, exclude_categories=["Cs"], exclude_characters="\x00"),
     max_size=7,
 )
 sld = st.builds(
@@ -93,6 +96,17 @@ def test_tvct_known_layout() -> None:
     word = int.from_bytes(sec[24:28], "big")
     assert (word >> 28, (word >> 18) & 0x3FF, (word >> 8) & 0x3FF, word & 0xFF) == (0xF, 7, 1, 0x04)
     assert len(sec) == 3 + ((sec[1] & 0x0F) << 8 | sec[2])
+
+
+@given(st.lists(channels, min_size=0, max_size=4), u16)
+def test_vct_reads_terrestrial_and_cable(chs: list[VirtualChannel], tsid: int) -> None:
+    tvct = build_tvct(chs, tsid=tsid)
+    cvct = build_section(TID_CVCT, tsid, section_body(tvct))
+    assert parse_vct(tvct) == parse_vct(cvct) == chs
+    with pytest.raises(PsipError, match="expected table_id"):
+        parse_tvct(cvct)  # parse_tvct stays strict about the table it reads
+    with pytest.raises(PsipError, match="expected a VCT"):
+        parse_vct(build_stt(0))
 
 
 @given(st.integers(0, 0xFFFFFFFF), st.integers(0, 255), u16)
@@ -167,17 +181,17 @@ def _with_crc(head_and_body: bytes) -> bytes:
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=600))
 def test_parsers_fuzz_random_bytes(data: bytes) -> None:
-    for parse in (parse_section_header, parse_tvct, parse_stt, parse_mgt):
+    for parse in (parse_section_header, parse_tvct, parse_vct, parse_stt, parse_mgt):
         with contextlib.suppress(PsipError):
             parse(data)
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from([0xC7, 0xC8, 0xCD]), st.binary(max_size=400), st.integers(0, 0xFFFF))
+@given(st.sampled_from([0xC7, 0xC8, 0xC9, 0xCD]), st.binary(max_size=400), st.integers(0, 0xFFFF))
 def test_parsers_fuzz_valid_crc_random_body(tid: int, body: bytes, ext: int) -> None:
     """Bodies that pass the CRC reach the table parsers; they must still fail only with PsipError."""
     sec = build_section(tid, ext, body)
-    for parse in (parse_tvct, parse_stt, parse_mgt):
+    for parse in (parse_tvct, parse_vct, parse_stt, parse_mgt):
         with contextlib.suppress(PsipError):
             parse(sec)
 

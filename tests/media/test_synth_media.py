@@ -6,13 +6,11 @@ import io
 import logging
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
 import av
-import av.logging
 import pytest
 
 from ec_node.errors import OutputError, UsageError
@@ -26,66 +24,34 @@ from ec_node.media.synth import (
     synthesize,
     synthesize_bytes,
 )
+from ec_node.probe import DecodeReport, decode, ffmpeg_messages
 from ec_node.ts.packets import NULL_PID
 from ec_node.ts.psip import MGT_TYPE_TVCT_CURRENT, PSIP_BASE_PID, build_tvct
 
 CONF_MPEG2 = preset_options("small", "mpeg2", duration_s=12.0)
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(f"{record.name}: {record.getMessage()}")
-
-
-@contextmanager
-def libav_messages() -> Iterator[list[str]]:
-    """Collect FFmpeg's warnings and errors (forwarded by PyAV to the "libav" logger, from any thread)."""
-    handler = _Collect()
-    logger = logging.getLogger("libav")
-    logger.addHandler(handler)
-    av.logging.set_level(av.logging.WARNING)
-    try:
-        yield handler.records
-    finally:
-        av.logging.set_level(None)
-        logger.removeHandler(handler)
-
-
-def decode_all(data: bytes) -> tuple[int, int, list[str]]:
-    """Decode every audio and video frame; return (video frames, audio frames, decode errors + FFmpeg logs)."""
-    nv = na = 0
-    errors: list[str] = []
-    with libav_messages() as logs, av.open(io.BytesIO(data)) as c:
-        streams = [c.streams.video[0], c.streams.audio[0]]
-        for packet in c.demux(streams):  # ends with one empty (flush) packet per stream
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError as e:
-                errors.append(str(e))
-                continue
-            if packet.stream.type == "video":
-                nv += len(frames)
-            else:
-                na += len(frames)
-    return nv, na, errors + list(logs)
-
-
-def keyframe_times(data: bytes) -> list[float]:
-    with av.open(io.BytesIO(data)) as c:
+def keyframe_gaps(data: bytes) -> tuple[list[float], list[float]]:
+    """(video keyframe times, the gaps between them) in seconds."""
+    with av.open(io.BytesIO(data), "r") as c:
         s = c.streams.video[0]
         tb = s.time_base
         assert tb is not None
         pts = sorted(p.pts for p in c.demux(s) if p.is_keyframe and p.pts is not None)
-    return [float(p * tb) for p in pts]
+    kt = [float(p * tb) for p in pts]
+    return kt, [b - a for a, b in zip(kt, kt[1:], strict=False)]
+
+
+def assert_decodes(data: bytes, video_frames: int) -> DecodeReport:
+    """Every frame decodes without an FFmpeg error, starting at a keyframe, and none is missing."""
+    rep = decode(data)
+    assert rep.errors == [] and rep.first_video_keyframe is True and rep.video_frames == video_frames
+    return rep
 
 
 def gop_headers_closed(data: bytes) -> list[bool]:
     """closed_gop flag of every MPEG-2 group_of_pictures header, from the video elementary stream."""
-    with av.open(io.BytesIO(data)) as c:
+    with av.open(io.BytesIO(data), "r") as c:
         es = b"".join(bytes(p) for p in c.demux(video=0) if p.size)
     out = []
     i = es.find(b"\x00\x00\x01\xb8")
@@ -132,18 +98,25 @@ def check_psip(p: TsProbe, opts: SynthOptions, duration: float) -> None:
     assert all(t.gps_utc_offset == 18 for t in p.stt)
 
 
+def check_fixture(
+    data: bytes, video_type: int, audio_type: int, opts: SynthOptions, duration: float
+) -> tuple[TsProbe, DecodeReport]:
+    """A null-stripped shared fixture: ATSC layout, PSIP, and every frame of ``duration`` s decodes."""
+    p = probe_ts(data)
+    check_atsc_layout(p, video_type, audio_type, opts)
+    check_psip(p, opts, duration)
+    assert p.nulls == 0
+    return p, assert_decodes(data, round(duration * 30000 / 1001))
+
+
 # --- the shared fixtures -------------------------------------------------------------------------------
 
 
 def test_mpeg2_fixture(media_mpeg2: Path) -> None:
     data = media_mpeg2.read_bytes()
-    p = probe_ts(data)
-    check_atsc_layout(p, 0x02, 0x81, CONF_MPEG2)
-    check_psip(p, CONF_MPEG2, 12.0)
-    assert p.nulls == 0
-    nv, na, logs = decode_all(data)
-    assert logs == [] and nv == round(12 * 30000 / 1001) and na > 12 * 48000 / 1536 - 5
-    with av.open(io.BytesIO(data)) as c:
+    p, rep = check_fixture(data, 0x02, 0x81, CONF_MPEG2, 12.0)
+    assert rep.audio_frames > 12 * 48000 / 1536 - 5
+    with av.open(io.BytesIO(data), "r") as c:
         v, a = c.streams.video[0], c.streams.audio[0]
         assert (v.codec_context.name, v.codec_context.width, v.codec_context.height) == ("mpeg2video", 320, 180)
         assert v.average_rate == Fraction(30000, 1001)
@@ -153,8 +126,7 @@ def test_mpeg2_fixture(media_mpeg2: Path) -> None:
 
 def test_mpeg2_closed_gop(media_mpeg2: Path) -> None:
     data = media_mpeg2.read_bytes()
-    kt = keyframe_times(data)
-    gaps = [b - a for a, b in zip(kt, kt[1:], strict=False)]
+    kt, gaps = keyframe_gaps(data)
     assert len(kt) >= 20 and all(0.45 <= g <= 0.6 for g in gaps)  # 16 frames = 0.534 s
     flags = gop_headers_closed(data)
     assert len(flags) == len(kt) and all(flags)
@@ -164,14 +136,12 @@ def test_mpeg2_closed_gop(media_mpeg2: Path) -> None:
 
 def test_mpeg2_open_gop(media_mpeg2_open_gop: Path) -> None:
     data = media_mpeg2_open_gop.read_bytes()
-    kt = keyframe_times(data)
-    gaps = [b - a for a, b in zip(kt, kt[1:], strict=False)]
+    kt, gaps = keyframe_gaps(data)
     # exactly 15 frames = 0.5 s (the encoder may close the stream with one extra I-frame)
     assert all(abs(g - 15 * 1001 / 30000) < 1e-3 for g in gaps[:-1]) and gaps[-1] <= 0.5006
     flags = gop_headers_closed(data)
     assert len(flags) == len(kt) and not any(flags[1:])
-    nv, _, logs = decode_all(data)
-    assert logs == [] and nv == round(12 * 30000 / 1001)
+    assert_decodes(data, round(12 * 30000 / 1001))
     p = probe_ts(data)
     check_atsc_layout(p, 0x02, 0x81, CONF_MPEG2)
     assert p.random_access[0x31] == len(kt)
@@ -197,17 +167,12 @@ def test_mpeg2_cbr_keeps_nulls(media_mpeg2_cbr: Path, media_mpeg2: Path) -> None
 def test_h264_fixture(media_h264: Path) -> None:
     opts = preset_options("small", "h264", duration_s=8.0)
     data = media_h264.read_bytes()
-    p = probe_ts(data)
-    check_atsc_layout(p, 0x1B, 0x0F, opts)
-    check_psip(p, opts, 8.0)
-    assert p.nulls == 0
-    nv, _, logs = decode_all(data)
-    assert logs == [] and nv == round(8 * 30000 / 1001)
-    with av.open(io.BytesIO(data)) as c:
+    p, _ = check_fixture(data, 0x1B, 0x0F, opts, 8.0)
+    with av.open(io.BytesIO(data), "r") as c:
         assert c.streams.video[0].codec_context.name == "h264"
         assert (c.streams.audio[0].codec_context.name, c.streams.audio[0].sample_rate) == ("aac", 48000)
-    kt = keyframe_times(data)
-    assert all(abs((b - a) - 0.5005) < 1e-3 for a, b in zip(kt, kt[1:], strict=False))
+    kt, gaps = keyframe_gaps(data)
+    assert all(abs(g - 0.5005) < 1e-3 for g in gaps)
     assert p.random_access[0x31] == len(kt)
 
 
@@ -217,7 +182,7 @@ def test_h264_fixture(media_h264: Path) -> None:
 def test_h264_open_gop_uses_recovery_point_i_frames() -> None:
     data, _ = synthesize_bytes(preset_options("small", "h264", duration_s=2.0, closed_gop=False))
     nal_types = []
-    with av.open(io.BytesIO(data)) as c:
+    with av.open(io.BytesIO(data), "r") as c:
         for pkt in c.demux(video=0):
             if pkt.is_keyframe:
                 b = bytes(pkt)
@@ -225,14 +190,14 @@ def test_h264_open_gop_uses_recovery_point_i_frames() -> None:
                 nal_types.append(types)
     assert 5 in nal_types[0]  # the first is an IDR
     assert len(nal_types) >= 3 and all(1 in t and 5 not in t and {7, 8} <= t for t in nal_types[1:])
-    assert decode_all(data)[2] == []
+    assert decode(data).errors == []
 
 
 def test_1080i_is_interlaced_tff_at_atsc_rate() -> None:
     opts = preset_options("1080i", "mpeg2", duration_s=0.3, null_padding=True)
     data, res = synthesize_bytes(opts)
     assert res.muxrate == ATSC_MUXRATE
-    with libav_messages() as logs, av.open(io.BytesIO(data)) as c:
+    with ffmpeg_messages(logging.WARNING) as logs, av.open(io.BytesIO(data), "r") as c:
         frames = list(c.decode(video=0))
         cc = c.streams.video[0].codec_context
         assert (cc.width, cc.height) == (1920, 1080)
@@ -286,7 +251,7 @@ def test_deterministic_unless_wall_clock() -> None:
 )
 def test_bad_options_are_usage_errors(kw: dict[str, object], tmp_path: Path) -> None:
     opts = preset_options("small", "mpeg2", duration_s=1.0)
-    opts = SynthOptions(**{**opts.__dict__, **kw})  # type: ignore[arg-type]
+    opts = SynthOptions(**{**opts.__dict__, **kw})
     with pytest.raises(UsageError):
         synthesize(tmp_path / "x.ts", opts)
     assert not (tmp_path / "x.ts").exists()
@@ -305,21 +270,15 @@ def test_unwritable_output(tmp_path: Path) -> None:
 
 def test_cached_media_reuses_and_rekeys(tmp_path: Path) -> None:
     opts = preset_options("small", "mpeg2", duration_s=0.5)
-    results: list[Path] = []
-    errors: list[BaseException] = []
+    start = threading.Barrier(3, timeout=30)
 
-    def run() -> None:
-        try:
-            results.append(cached_media(opts, tmp_path))
-        except BaseException as e:  # noqa: BLE001 - surfaced by the assert below
-            errors.append(e)
+    def run(_: int) -> Path:
+        start.wait()  # three writers race for the same cache file
+        return cached_media(opts, tmp_path)
 
-    threads = [threading.Thread(target=run) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == [] and len(set(results)) == 1
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(run, range(3)))
+    assert len(set(results)) == 1
     path = results[0]
     first = path.read_bytes()
     assert probe_ts(first).channels[0].short_name == "WSYN-HD"
@@ -337,4 +296,4 @@ def test_decode_check_sees_corruption(media_mpeg2: Path) -> None:
     for i in range(0, len(d), 188 * 5):
         if ((d[i + 1] & 0x1F) << 8 | d[i + 2]) == 0x31:
             d[i + 20 : i + 120] = b"\x00" * 100
-    assert decode_all(bytes(d))[2] != []
+    assert decode(bytes(d)).errors != []

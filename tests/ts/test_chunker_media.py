@@ -94,7 +94,7 @@ def test_open_gop_chunks_decode_losing_only_leading_b_frames(media_mpeg2_open_go
 
 
 @pytest.mark.parametrize("kind", ["junk", "gap", "flip"])
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(where=st.floats(0.15, 0.85))
 def test_damage_stays_in_its_chunk(mpeg2_bytes: bytes, mpeg2_chunks: list[Chunk], kind: str, where: float):
     pos = int(len(mpeg2_bytes) * where)
@@ -109,9 +109,9 @@ def test_damage_stays_in_its_chunk(mpeg2_bytes: bytes, mpeg2_chunks: list[Chunk]
     got = list(chunk_stream(_reads(bad, [65_543])))
     clean = [c for c in got if not c.damaged]
     damaged = [c for c in got if c.damaged]
-    assert len(damaged) <= 1
+    # the chunk holding the damage; its neighbour too when the lost span straddles their cut point
+    assert 1 <= len(damaged) <= 2
     for c in clean:
         assert c.data == ref[c.index]
-    # at most the chunk holding the damage (and a cut point inside it) is missing or different
     lost = set(ref) - {c.index for c in clean}
     assert len(lost) <= 2

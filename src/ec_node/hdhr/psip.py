@@ -1,169 +1,125 @@
-"""Derive an HDHomeRun lineup from a TS file: ATSC TVCT for numbers and names, PMT for codecs.
+"""Derive an HDHomeRun lineup from a TS file: ATSC VCT for numbers and names, PMT for codecs.
 
-Pure and bounded: it reads at most the bytes it is given, reassembles PSI sections on
-PID 0 (PAT), the PMT PIDs and 0x1FFB (ATSC base PID), checks their CRC and ignores
-anything malformed. A file without PSIP yields channels without numbers; the caller
-supplies defaults.
+Pure and bounded: it reads at most the bytes it is given and reuses the project's canonical
+parsers (:mod:`ec_node.ts.psi` for PAT/PMT, :mod:`ec_node.ts.psip` for section reassembly and the
+VCT). Damaged or malformed sections are skipped, never raised: a file without PSIP yields channels
+without numbers, and the caller supplies defaults.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
-from ec_node.ts.crc import crc32_mpeg
-from ec_node.ts.packets import PACKET_SIZE, PacketFramer, payload_offset, pid_of, pusi
+from ec_node.ts.packets import PACKET_SIZE, PacketFramer, pid_of
+from ec_node.ts.psi import PAT_PID, VIDEO_STREAM_TYPES, Pmt, PsiError, parse_pat, parse_pmt
+from ec_node.ts.psip import PSIP_BASE_PID, PsipError, SectionAssembler, parse_vct
 
-ATSC_BASE_PID = 0x1FFB
-TVCT_TABLE_ID = 0xC8
-CVCT_TABLE_ID = 0xC9
-MAX_SECTION = 4096
-
-VIDEO_CODECS = {0x01: "MPEG1", 0x02: "MPEG2", 0x80: "MPEG2", 0x1B: "H264", 0x24: "HEVC"}
+# stream_type -> HDHomeRun lineup AudioCodec (video names come from ts.psi.VIDEO_STREAM_TYPES)
 AUDIO_CODECS = {0x81: "AC3", 0x87: "EAC3", 0x0F: "AAC", 0x11: "AAC", 0x03: "MPEG", 0x04: "MPEG"}
+PRIVATE_PES = 0x06  # DVB-style audio: stream_type 0x06 plus an AC-3 (0x6A) / E-AC-3 (0x7A) descriptor
+DVB_AUDIO_DESCRIPTORS = {0x6A: "AC3", 0x7A: "EAC3"}
 
 
 @dataclass(frozen=True)
 class ProbedChannel:
     program_number: int
-    guide_number: str | None = None  # "major.minor" from the TVCT
+    guide_number: str | None = None  # "major.minor" from the VCT
     guide_name: str | None = None
     video_codec: str | None = None
     audio_codec: str | None = None
 
 
-@dataclass
-class _Sections:
-    """Per-PID PSI section reassembly (one section in flight per PID)."""
-
-    bufs: dict[int, bytearray]
-
-    def feed(self, pkt: bytes, off: int) -> list[bytes]:
-        pid = pid_of(pkt, off)
-        po = payload_offset(pkt, off)
-        if po is None:
-            return []
-        payload = pkt[off + po : off + PACKET_SIZE]
-        out: list[bytes] = []
-        if pusi(pkt, off):
-            ptr = payload[0]
-            if 1 + ptr > len(payload):
-                self.bufs.pop(pid, None)
-                return []
-            if pid in self.bufs:
-                self.bufs[pid] += payload[1 : 1 + ptr]
-                out += self._complete(pid)
-            self.bufs[pid] = bytearray(payload[1 + ptr :])
-        elif pid in self.bufs:
-            self.bufs[pid] += payload
-        else:
-            return out
-        return out + self._complete(pid)
-
-    def _complete(self, pid: int) -> list[bytes]:
-        out: list[bytes] = []
-        buf = self.bufs.get(pid)
-        while buf is not None and len(buf) >= 3 and buf[0] != 0xFF:
-            total = 3 + (((buf[1] & 0x0F) << 8) | buf[2])
-            if total > MAX_SECTION:
-                self.bufs.pop(pid, None)
-                break
-            if len(buf) < total:
-                break
-            sec = bytes(buf[:total])
-            del buf[:total]
-            if total >= 12 and crc32_mpeg(sec) == 0:
-                out.append(sec)
-        if buf is not None and buf and buf[0] == 0xFF:
-            self.bufs.pop(pid, None)
-        return out
-
-
-def _parse_pat(sec: bytes) -> dict[int, int]:
-    progs: dict[int, int] = {}
-    for i in range(8, len(sec) - 4 - 3, 4):
-        num = (sec[i] << 8) | sec[i + 1]
-        pid = ((sec[i + 2] & 0x1F) << 8) | sec[i + 3]
-        if num != 0:
-            progs[num] = pid
-    return progs
-
-
-def _parse_pmt(sec: bytes) -> tuple[str | None, str | None]:
-    video = audio = None
-    info_len = ((sec[10] & 0x0F) << 8) | sec[11]
-    i = 12 + info_len
-    end = len(sec) - 4
-    while i + 5 <= end:
-        st = sec[i]
-        es_len = ((sec[i + 3] & 0x0F) << 8) | sec[i + 4]
-        video = video or VIDEO_CODECS.get(st)
-        audio = audio or AUDIO_CODECS.get(st)
-        # AC-3 in DVB style: private PES (0x06) with an AC-3 descriptor (0x6A) / E-AC-3 (0x7A)
-        if st == 0x06 and audio is None:
-            d = sec[i + 5 : i + 5 + es_len]
-            j = 0
-            while j + 2 <= len(d):
-                if d[j] == 0x6A:
-                    audio = "AC3"
-                elif d[j] == 0x7A:
-                    audio = "EAC3"
-                j += 2 + d[j + 1]
-        i += 5 + es_len
+def _codecs(pmt: Pmt, section: bytes) -> tuple[str | None, str | None]:
+    """(VideoCodec, AudioCodec) as an HDHomeRun lineup names them: the first of each kind."""
+    es_video = pmt.video()
+    video = VIDEO_STREAM_TYPES[es_video.stream_type].upper() if es_video else None
+    audio = next((AUDIO_CODECS[es.stream_type] for es in pmt.streams if es.stream_type in AUDIO_CODECS), None)
+    if audio is None and any(es.stream_type == PRIVATE_PES for es in pmt.streams):
+        audio = _dvb_audio(section)
     return video, audio
 
 
-def _parse_vct(sec: bytes) -> list[tuple[int, str, str]]:
-    """(program_number, "major.minor", short_name) per virtual channel."""
-    out: list[tuple[int, str, str]] = []
-    if len(sec) < 14:
+def _dvb_audio(section: bytes) -> str | None:
+    """AC-3/E-AC-3 carried DVB-style. ts.psi.EsInfo keeps no descriptors, so read them here.
+
+    Only called on a section parse_pmt has already validated, so the ES loop is well formed.
+    """
+    i = 12 + (((section[10] & 0x0F) << 8) | section[11])
+    end = len(section) - 4
+    while i + 5 <= end:
+        es_len = ((section[i + 3] & 0x0F) << 8) | section[i + 4]
+        if section[i] == PRIVATE_PES:
+            d = section[i + 5 : i + 5 + es_len]
+            j = 0
+            while j + 2 <= len(d):
+                if d[j] in DVB_AUDIO_DESCRIPTORS:
+                    return DVB_AUDIO_DESCRIPTORS[d[j]]
+                j += 2 + d[j + 1]
+        i += 5 + es_len
+    return None
+
+
+@dataclass
+class _Lineup:
+    """What has been learnt so far; the first PAT, PMT per program and VCT entry per program win."""
+
+    programs: dict[int, int] = field(default_factory=dict)  # program_number -> PMT PID
+    codecs: dict[int, tuple[str | None, str | None]] = field(default_factory=dict)
+    vct: dict[int, tuple[str, str]] = field(default_factory=dict)  # program -> ("major.minor", name)
+    assemblers: dict[int, SectionAssembler] = field(
+        default_factory=lambda: {PAT_PID: SectionAssembler(PAT_PID), PSIP_BASE_PID: SectionAssembler(PSIP_BASE_PID)}
+    )
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.programs) and len(self.codecs) >= len(self.programs) and bool(self.vct)
+
+    def feed(self, pkt: bytes) -> None:
+        pid = pid_of(pkt)
+        asm = self.assemblers.get(pid)
+        if asm is None:
+            return
+        for sec in asm.feed(pkt):
+            try:
+                self._take(pid, sec)
+            except (PsiError, PsipError):
+                continue  # a malformed table says nothing about the lineup
+
+    def _take(self, pid: int, sec: bytes) -> None:
+        if pid == PAT_PID:
+            if not self.programs:
+                self.programs = parse_pat(sec).programs
+                for pmt_pid in self.programs.values():
+                    self.assemblers.setdefault(pmt_pid, SectionAssembler(pmt_pid))
+        elif pid == PSIP_BASE_PID:
+            for ch in parse_vct(sec):
+                self.vct.setdefault(ch.program_number, (f"{ch.major}.{ch.minor}", ch.short_name.rstrip()))
+        else:
+            pmt = parse_pmt(sec)
+            self.codecs.setdefault(pmt.program_number, _codecs(pmt, sec))
+
+    def channels(self) -> list[ProbedChannel]:
+        out = []
+        for prog in self.programs:
+            gn, name = self.vct.get(prog, (None, None))
+            video, audio = self.codecs.get(prog, (None, None))
+            out.append(ProbedChannel(prog, gn, name, video, audio))
         return out
-    n = sec[9]
-    i = 10
-    end = len(sec) - 4
-    for _ in range(n):
-        if i + 32 > end:
-            break
-        name = sec[i : i + 14].decode("utf-16-be", errors="replace").rstrip("\x00 ")
-        v = int.from_bytes(sec[i + 14 : i + 18], "big")
-        major = (v >> 18) & 0x3FF
-        minor = (v >> 8) & 0x3FF
-        program = int.from_bytes(sec[i + 24 : i + 26], "big")
-        desc_len = ((sec[i + 30] & 0x03) << 8) | sec[i + 31]
-        out.append((program, f"{major}.{minor}", name))
-        i += 32 + desc_len
-    return out
+
+
+def _packets(data: bytes) -> Iterator[bytes]:
+    framer = PacketFramer()
+    for framed in framer.feed(data) + framer.flush():
+        for off in range(0, len(framed.data), PACKET_SIZE):
+            yield framed.data[off : off + PACKET_SIZE]
 
 
 def probe_channels(data: bytes, *, max_bytes: int = 8 * 1024 * 1024) -> list[ProbedChannel]:
     """Channels found in the first ``max_bytes`` of ``data``, one per PAT program, in PAT order."""
-    framer = PacketFramer()
-    sections = _Sections({})
-    progs: dict[int, int] = {}
-    codecs: dict[int, tuple[str | None, str | None]] = {}
-    vct: dict[int, tuple[str, str]] = {}
-    for framed in framer.feed(data[:max_bytes]) + framer.flush():
-        buf = framed.data
-        if progs and len(codecs) >= len(progs) and vct:
+    lineup = _Lineup()
+    for pkt in _packets(data[:max_bytes]):
+        if lineup.complete:
             break
-        for off in range(0, len(buf), PACKET_SIZE):
-            pid = pid_of(buf, off)
-            if pid != 0 and pid != ATSC_BASE_PID and pid not in progs.values():
-                continue
-            for sec in sections.feed(buf, off):
-                tid = sec[0]
-                if pid == 0 and tid == 0x00:
-                    progs = progs or _parse_pat(sec)
-                elif tid == 0x02:
-                    prog = (sec[3] << 8) | sec[4]
-                    codecs.setdefault(prog, _parse_pmt(sec))
-                elif pid == ATSC_BASE_PID and tid in (TVCT_TABLE_ID, CVCT_TABLE_ID):
-                    for program, gn, name in _parse_vct(sec):
-                        vct.setdefault(program, (gn, name))
-            if progs and len(codecs) >= len(progs) and vct:
-                break
-    out = []
-    for prog in progs:
-        gn_name = vct.get(prog)
-        v, a = codecs.get(prog, (None, None))
-        out.append(ProbedChannel(prog, gn_name[0] if gn_name else None, gn_name[1] if gn_name else None, v, a))
-    return out
+        lineup.feed(pkt)
+    return lineup.channels()

@@ -6,7 +6,9 @@ without ffprobe. Pure and bounded: bytes in, a summary out; only :class:`PsipErr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from ec_node.errors import BadInputError
 from ec_node.ts.packets import (
@@ -22,12 +24,14 @@ from ec_node.ts.packets import (
     random_access_indicator,
     read_pcr,
 )
+from ec_node.ts.psi import PAT_PID, Pmt, PsiError, parse_pat, parse_pmt
 from ec_node.ts.psip import (
     PSIP_BASE_PID,
     TID_MGT,
     TID_STT,
     TID_TVCT,
     MgtTable,
+    PsipError,
     SectionAssembler,
     SystemTime,
     VirtualChannel,
@@ -35,22 +39,9 @@ from ec_node.ts.psip import (
     parse_section_header,
     parse_stt,
     parse_tvct,
-    section_body,
 )
 
-
-@dataclass(frozen=True)
-class PmtStream:
-    stream_type: int
-    pid: int
-    descriptors: tuple[tuple[int, bytes], ...]
-
-
-@dataclass(frozen=True)
-class Pmt:
-    program_number: int
-    pcr_pid: int
-    streams: tuple[PmtStream, ...]
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -78,46 +69,12 @@ class TsProbe:
         return self.pid_counts.get(NULL_PID, 0)
 
 
-def parse_pat(section: bytes) -> tuple[int, dict[int, int]]:
-    """(transport_stream_id, {program_number: pmt_pid}) of a CRC-checked PAT section."""
-    hdr = parse_section_header(section, table_id=0x00)
-    body = section_body(section)
-    if len(body) % 4:
-        raise BadInputError("PAT body is not a whole number of entries")
-    progs = {}
-    for i in range(0, len(body), 4):
-        prog = int.from_bytes(body[i : i + 2], "big")
-        pid = int.from_bytes(body[i + 2 : i + 4], "big") & 0x1FFF
-        if prog:
-            progs[prog] = pid
-    return hdr.table_id_extension, progs
-
-
-def parse_pmt(section: bytes) -> Pmt:
-    hdr = parse_section_header(section, table_id=0x02)
-    body = section_body(section)
-    if len(body) < 4:
-        raise BadInputError("PMT too short")
-    pcr_pid = int.from_bytes(body[0:2], "big") & 0x1FFF
-    pos = 4 + (int.from_bytes(body[2:4], "big") & 0x0FFF)
-    streams = []
-    while pos < len(body):
-        if pos + 5 > len(body):
-            raise BadInputError("PMT stream entry truncated")
-        st = body[pos]
-        pid = int.from_bytes(body[pos + 1 : pos + 3], "big") & 0x1FFF
-        n = int.from_bytes(body[pos + 3 : pos + 5], "big") & 0x0FFF
-        raw = body[pos + 5 : pos + 5 + n]
-        if len(raw) != n:
-            raise BadInputError("PMT descriptors truncated")
-        descs = []
-        j = 0
-        while j + 2 <= n and j + 2 + raw[j + 1] <= n:
-            descs.append((raw[j], bytes(raw[j + 2 : j + 2 + raw[j + 1]])))
-            j += 2 + raw[j + 1]
-        streams.append(PmtStream(st, pid, tuple(descs)))
-        pos += 5 + n
-    return Pmt(hdr.table_id_extension, pcr_pid, tuple(streams))
+def _psi(parse: Callable[[bytes], _T], section: bytes) -> _T:
+    """ts.psi raises its own ValueError; here a bad table is bad input like any other section."""
+    try:
+        return parse(section)
+    except PsiError as e:
+        raise PsipError(str(e)) from e
 
 
 def probe_ts(data: bytes | bytearray | memoryview) -> TsProbe:
@@ -126,7 +83,10 @@ def probe_ts(data: bytes | bytearray | memoryview) -> TsProbe:
     if len(mv) % PACKET_SIZE or not len(mv):
         raise BadInputError(f"not a whole number of 188-byte packets ({len(mv)} bytes)")
     p = TsProbe()
-    asm: dict[int, SectionAssembler] = {0: SectionAssembler(0), PSIP_BASE_PID: SectionAssembler(PSIP_BASE_PID)}
+    asm: dict[int, SectionAssembler] = {
+        PAT_PID: SectionAssembler(PAT_PID),
+        PSIP_BASE_PID: SectionAssembler(PSIP_BASE_PID),
+    }
     last_cc: dict[int, int] = {}
     last_pcr: int | None = None
     for off in range(0, len(mv), PACKET_SIZE):
@@ -186,8 +146,9 @@ def _pes_dts(pkt: memoryview) -> int | None:
 
 def _take_section(p: TsProbe, pid: int, sec: bytes, asm: dict[int, SectionAssembler]) -> None:
     tid = sec[0]
-    if pid == 0 and tid == 0x00:
-        p.transport_stream_id, p.programs = parse_pat(sec)
+    if pid == PAT_PID and tid == 0x00:
+        pat = _psi(parse_pat, sec)
+        p.transport_stream_id, p.programs = pat.transport_stream_id, pat.programs
         for pmt_pid in p.programs.values():
             asm.setdefault(pmt_pid, SectionAssembler(pmt_pid))
     elif pid == PSIP_BASE_PID:
@@ -200,7 +161,7 @@ def _take_section(p: TsProbe, pid: int, sec: bytes, asm: dict[int, SectionAssemb
         elif tid == TID_STT:
             p.stt.append(parse_stt(sec))
     elif tid == 0x02:
-        p.pmts[pid] = parse_pmt(sec)
+        p.pmts[pid] = _psi(parse_pmt, sec)
 
 
-__all__ = ["Pmt", "PmtStream", "TsProbe", "parse_pat", "parse_pmt", "probe_ts"]
+__all__ = ["TsProbe", "probe_ts"]

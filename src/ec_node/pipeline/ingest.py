@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ec_node.errors import BadInputError
 from ec_node.ts.chunker import Chunk, Chunker
-from ec_node.ts.packets import PACKET_SIZE, PCR_HZ, read_pcr
+from ec_node.ts.packets import PACKET_SIZE, PCR_HZ, PacketFramer, read_pcr
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,7 @@ READ_SIZE = 256 * 1024
 # Give up when this much input has passed without sync, or without a PAT/PMT naming a video PID.
 NO_SYNC_LIMIT = 2 * 1024 * 1024
 NO_VIDEO_LIMIT = 16 * 1024 * 1024
+MAX_PCR_STEP_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -117,22 +118,27 @@ def open_source(spec: str, duration_s: float | None = None) -> Iterator[bytes]:
 
 
 def pace_by_pcr(reads: Iterable[bytes], speed: float = 1.0) -> Iterator[bytes]:
-    """Release reads no faster than the stream's own PCR clock (``--realtime`` for files)."""
-    t0: float | None = None
+    """Release reads no faster than the stream's own PCR clock (``--realtime`` for files).
+
+    Reads may split packets anywhere; PCRs are taken from aligned packets only. A PCR that
+    jumps back, or ahead by more than MAX_PCR_STEP_S, restarts the clock (a loop or a splice).
+    """
+    framer = PacketFramer()
+    t0 = 0.0
     pcr0: int | None = None
     last = 0
     for data in reads:
-        for off in range(0, len(data) - PACKET_SIZE + 1, PACKET_SIZE):
-            if data[off] != 0x47:
-                continue
-            pcr = read_pcr(data, off)
-            if pcr is not None:
-                if pcr0 is None or pcr < last:
+        for run in framer.feed(data):
+            d = run.data
+            for off in range(0, len(d), PACKET_SIZE):
+                pcr = read_pcr(d, off)
+                if pcr is None:
+                    continue
+                if pcr0 is None or pcr < last or pcr - last > MAX_PCR_STEP_S * PCR_HZ:
                     pcr0, t0 = pcr, time.monotonic()
                 last = pcr
-        if pcr0 is not None and t0 is not None:
-            due = t0 + (last - pcr0) / PCR_HZ / speed
-            delay = due - time.monotonic()
+        if pcr0 is not None:
+            delay = t0 + (last - pcr0) / PCR_HZ / speed - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
         yield data

@@ -167,6 +167,10 @@ async def _ingest(
         for c in chunks:
             for w in core.on_chunk(c, int(time.time() * 1000)):
                 writers[w.track].write_group(w.sequence, w.payload)
+            st = core.stats
+            # a stable line the demo (and operators' log scrapers) can follow
+            log.info("progress chunk=%d chunks=%d objects=%d manifests=%d damaged=%d",
+                     c.index, st.chunks, st.objects, st.manifests, st.damaged_dropped)
 
     for data in head:
         apply(chunker.feed(data))

@@ -33,6 +33,7 @@ class GroupWrite:
 class PublishStats:
     chunks: int = 0
     damaged_dropped: int = 0
+    incomplete_dropped: int = 0
     objects: int = 0
     manifests: int = 0
     bytes_in: int = 0
@@ -85,6 +86,11 @@ class PublishCore:
         return out
 
     def on_chunk(self, chunk: Chunk, now_ms: int) -> list[GroupWrite]:
+        if not chunk.complete:
+            # the tail at end of input ends wherever this node's input ended: other nodes differ
+            self.stats.incomplete_dropped += 1
+            log.info("chunk %d not ended by a cut point (end of input); not published", chunk.index)
+            return []
         if chunk.damaged:
             # a chunk we saw damaged differs from every other node's copy: never sign or serve it
             self.stats.damaged_dropped += 1

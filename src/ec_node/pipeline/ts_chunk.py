@@ -27,6 +27,7 @@ def run_ts_chunk(source: str, out_dir: Path | None, chunk_ms: int, out: TextIO) 
             "bytes": len(c.data),
             "blake3": blake3.blake3(c.data).hexdigest(),
             "damaged": c.damaged,
+            "complete": c.complete,
         }
         out.write(json.dumps(line, separators=(",", ":")) + "\n")
         out.flush()

@@ -13,7 +13,7 @@ Pure: feed bytes, get :class:`Chunk` objects. No I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -49,6 +49,7 @@ class Chunk:
     start_pts: int  # raw 33-bit PTS of the first picture (90 kHz)
     duration_ms: int
     damaged: bool = False  # sync loss, continuity error or transport error inside this chunk
+    complete: bool = True  # False for the tail flushed at end of input: no cut point ended it
 
 
 @dataclass
@@ -67,13 +68,31 @@ class StreamInfo:
 class _Open:
     index: int
     start_pts: int
+    start_row: int  # global packet number of the cut point
     parts: list[bytes]
     damaged: bool = False
     max_rel_pts: int = 0
+    size: int = 0
+    pids: set[int] = field(default_factory=set)
+
+
+@dataclass
+class _Closing:
+    """A chunk whose end is known but whose last packets' continuity is not yet confirmed."""
+
+    chunk: Chunk
+    start_row: int
+    end_row: int
+    unverified: set[int]  # PIDs in the chunk not yet seen again after its end
 
 
 class Chunker:
-    """Feed MPEG-TS bytes of any read size; receive whole chunks as their end is seen."""
+    """Feed MPEG-TS bytes of any read size; receive whole chunks as their end is seen.
+
+    A closed chunk is held back until every PID it contains has shown one more packet after
+    its end (typically well under 200 ms), so a packet lost just before a cut point is caught by
+    the continuity counters and the chunk is marked damaged rather than passed on as clean.
+    """
 
     def __init__(self, chunk_ms: int = DEFAULT_CHUNK_MS, *, max_chunk_bytes: int = 64 * 1024 * 1024) -> None:
         if not MIN_CHUNK_MS <= chunk_ms <= MAX_CHUNK_MS:
@@ -90,54 +109,109 @@ class Chunker:
         self._pmt_col = SectionCollector()
         self._pmt_pid: int | None = None
         self._psip_col = SectionCollector()
-        self._last_rap_window: int | None = None
+        self._last_rap_window: int | None = None  # forgotten after damage: cut decisions restart
         self._timeline = 0
+        self._timeline_window: int | None = None  # window of the last random-access picture, ever
         self._open: _Open | None = None
+        self._closing: list[_Closing] = []
         self._cc: dict[int, int] = {}
+        self._last_row: dict[int, int] = {}  # global packet number of each PID's last payload packet
         self._frame_ticks = 0  # smallest positive PTS step between video PES seen
         self._last_video_pts: int | None = None
         self.packets_seen = 0
         self.chunks_emitted = 0
+        # True when PAT/PMT packets may have been lost since the ones we hold were seen
+        self._psi_stale = False
+        self._pat_fresh = False  # a PAT arrived after the PSI went stale
 
     # -- public ---------------------------------------------------------------
     def feed(self, data: bytes | bytearray | memoryview) -> list[Chunk]:
         out: list[Chunk] = []
         for run in self._framer.feed(data):
-            if run.resyncs and self._open is not None:
-                self._open.damaged = True
+            self._resynced(run.resyncs, out)
             if run.data:
                 self._run(run.data, out)
         return out
 
     def flush(self) -> list[Chunk]:
-        """End of input: emit the chunk in progress (its end is the end of the stream)."""
+        """End of input: release held chunks, then the tail in progress (marked incomplete)."""
         out: list[Chunk] = []
         for run in self._framer.flush():
-            if run.resyncs and self._open is not None:
-                self._open.damaged = True
+            self._resynced(run.resyncs, out)
             if run.data:
                 self._run(run.data, out)
-        if self._open is not None and self._open.parts:
-            self._emit(out, None)
+        self._release(out, force=True)
+        c = self._open
+        if c is not None and c.parts and c.size <= self._max_bytes:
+            out.append(replace(self._chunk(c, None), complete=False))
+            self.chunks_emitted += 1
         self._open = None
         return out
 
-    # -- internals --------------------------------------------------------------
+    # -- damage bookkeeping -------------------------------------------------------
+    def _resynced(self, resyncs: int, out: list[Chunk]) -> None:
+        """Bytes were lost to a sync loss at a known point: everything unconfirmed before it is suspect."""
+        if not resyncs:
+            return
+        if self._open is not None:
+            self._open.damaged = True
+        for h in self._closing:
+            if h.unverified:  # a loss just before its end could no longer be detected
+                h.chunk = replace(h.chunk, damaged=True)
+        self._release(out, force=True)
+        self._mark_psi_stale()
+        self._last_rap_window = None  # a random-access picture may have been lost with the bytes
+        self._cc.clear()  # counters across the gap mean nothing
+        self._last_row.clear()
+
+    def _mark_psi_stale(self) -> None:
+        self._psi_stale = True
+        self._pat_fresh = False
+
+    def _release(self, out: list[Chunk], force: bool = False) -> None:
+        keep: list[_Closing] = []
+        for h in self._closing:
+            if h.unverified and not force:
+                keep.append(h)
+            else:
+                out.append(h.chunk)
+                self.chunks_emitted += 1
+        self._closing = keep
+
+    # -- the per-run work ---------------------------------------------------------------
     def _run(self, data: bytes, out: list[Chunk]) -> None:
         n = len(data) // PACKET_SIZE
+        g0 = self.packets_seen
         self.packets_seen += n
         arr = np.frombuffer(data, dtype=np.uint8).reshape(n, PACKET_SIZE)
         b1 = arr[:, 1]
         pids = ((b1 & 0x1F).astype(np.uint16) << 8) | arr[:, 2]
-        bad = self._damaged_rows(arr, pids)
+        lo, hi, psi_bad, video_bad = self._damage(arr, pids, g0)
+        # chunks waiting for confirmation: damage reaching into them, PIDs seen again after them
+        for h in self._closing:
+            if _overlaps(lo, hi, h.start_row, h.end_row):
+                h.chunk = replace(h.chunk, damaged=True)
+            h.unverified -= set(np.unique(pids).tolist())
+        self._release(out)
+
         starts = np.flatnonzero(b1 & 0x40)  # PUSI
-        psi_rows = np.flatnonzero(pids == PAT_PID) if self._pmt_pid is None else np.flatnonzero(
-            (pids == PAT_PID) | (pids == self._pmt_pid)
-        )
+        psi_mask = pids == PAT_PID
+        if self._pmt_pid is not None:
+            psi_mask |= pids == self._pmt_pid
+        psi_rows = np.flatnonzero(psi_mask)
         rows = np.union1d(starts, psi_rows) if psi_rows.size else starts
-        seg_start = 0  # row where the current part of `data` begins
+        psi_bad_rows = psi_bad.tolist()
+        video_bad_rows = video_bad.tolist()
+        seg_start = 0  # row where the open chunk's part of `data` begins
         video = self.info.video_pid
         for r in rows.tolist():
+            while psi_bad_rows and psi_bad_rows[0] <= r:
+                psi_bad_rows.pop(0)
+                self._mark_psi_stale()
+            while video_bad_rows and video_bad_rows[0] <= r:
+                video_bad_rows.pop(0)
+                # video packets were lost: the next random-access picture may not be its window's first
+                self._last_rap_window = None
             pid = int(pids[r])
             off = r * PACKET_SIZE
             if pid == PAT_PID or pid == self._pmt_pid:
@@ -160,31 +234,62 @@ class Chunker:
             if not is_random_access(data, codec, es, off):
                 continue
             window = pts // self._ticks
+            if self._timeline_window is not None and window < self._timeline_window:
+                self._timeline += 1  # PTS went back: a 33-bit wrap or a source discontinuity
+            self._timeline_window = window
             prev = self._last_rap_window
             self._last_rap_window = window
-            if prev is None or window == prev:
-                continue
-            if window < prev:  # PTS went back: a 33-bit wrap or a source discontinuity
-                self._timeline += 1
-            if not self._pat_packets or not self._pmt_packets:
+            if prev is None or window == prev or not self._pat_packets or not self._pmt_packets:
                 continue
             # cut before row r
             if self._open is not None:
-                self._open.parts.append(data[seg_start * PACKET_SIZE : off])
-                self._open.damaged |= _any_between(bad, seg_start, r)
-                self._emit(out, pts)
+                self._append(data, pids, seg_start, r, lo, hi, g0)
+                self._close_open(pts, g0 + r, out)
+            head = [b"".join(self._pat_packets), b"".join(self._pmt_packets)]
             self._open = _Open(
                 index=self._timeline * self._stride + window,
                 start_pts=pts,
-                parts=[b"".join(self._pat_packets), b"".join(self._pmt_packets)],
+                start_row=g0 + r,
+                parts=head,
+                damaged=self._psi_stale,  # its PAT/PMT prefix may not be the latest one
+                size=sum(len(x) for x in head),
             )
             seg_start = r
+        if psi_bad_rows:  # damage after the last row the loop looked at
+            self._mark_psi_stale()
+        if video_bad_rows:
+            self._last_rap_window = None
         if self._open is not None:
-            self._open.parts.append(data[seg_start * PACKET_SIZE :])
-            self._open.damaged |= _any_between(bad, seg_start, n)
-            if sum(len(p) for p in self._open.parts) > self._max_bytes:
+            self._append(data, pids, seg_start, n, lo, hi, g0)
+            if self._open.size > self._max_bytes:
                 # a runaway chunk (no random access for a long time): drop it rather than grow forever
                 self._open = None
+        for h in self._closing:  # chunks closed in this run: PIDs seen after their end
+            after = h.end_row - g0
+            if after < n:
+                h.unverified -= set(np.unique(pids[max(after, 0) :]).tolist())
+        self._release(out)
+
+    def _append(
+        self, data: bytes, pids: np.ndarray, a: int, b: int, lo: np.ndarray, hi: np.ndarray, g0: int
+    ) -> None:
+        c = self._open
+        assert c is not None
+        if b > a:
+            c.parts.append(data[a * PACKET_SIZE : b * PACKET_SIZE])
+            c.size += (b - a) * PACKET_SIZE
+            c.pids.update(np.unique(pids[a:b]).tolist())
+        c.damaged |= _overlaps(lo, hi, max(c.start_row, g0 + a), g0 + b)
+
+    def _close_open(self, next_pts: int, end_row: int, out: list[Chunk]) -> None:
+        c = self._open
+        assert c is not None
+        if c.size <= self._max_bytes:
+            self._closing.append(_Closing(self._chunk(c, next_pts), c.start_row, end_row, set(c.pids)))
+        self._open = None
+        if len(self._closing) > 1:  # never hold more than one: the older is as confirmed as it gets
+            out.append(self._closing.pop(0).chunk)
+            self.chunks_emitted += 1
 
     def _track_video_pts(self, pts: int) -> None:
         last = self._last_video_pts
@@ -198,14 +303,7 @@ class Chunker:
             if rel < PTS_WRAP // 2 and rel > self._open.max_rel_pts:
                 self._open.max_rel_pts = rel
 
-    def _emit(self, out: list[Chunk], next_pts: int | None) -> None:
-        c = self._open
-        if c is not None and sum(len(p) for p in c.parts) <= self._max_bytes:
-            out.append(self._close(next_pts))
-
-    def _close(self, next_pts: int | None) -> Chunk:
-        c = self._open
-        assert c is not None
+    def _chunk(self, c: _Open, next_pts: int | None) -> Chunk:
         span = None
         if next_pts is not None:
             d = (next_pts - c.start_pts) % PTS_WRAP
@@ -213,7 +311,6 @@ class Chunker:
                 span = d
         if span is None:  # end of stream or a discontinuity: last picture + one frame
             span = c.max_rel_pts + self._frame_ticks
-        self.chunks_emitted += 1
         return Chunk(
             index=c.index,
             data=b"".join(c.parts),
@@ -234,6 +331,7 @@ class Chunker:
             if not pat.programs:
                 return
             self._pat_packets = got[1]
+            self._pat_fresh = self._psi_stale
             self.info.pat = pat
             number = min(pat.programs)
             if self.info.program_number != number or self._pmt_pid != pat.programs[number]:
@@ -252,16 +350,27 @@ class Chunker:
         if es is None:
             return
         self._pmt_packets = got[1]
+        if self._pat_fresh:
+            self._psi_stale = False  # both tables seen again since the damage
         self.info.pmt = pmt
         self.info.video_pid = es.pid
         self.info.video_codec = VIDEO_STREAM_TYPES[es.stream_type]
 
-    def _damaged_rows(self, arr: np.ndarray, pids: np.ndarray) -> np.ndarray:
-        """Rows (sorted) that show a continuity-counter gap or a transport error."""
+    def _damage(
+        self, arr: np.ndarray, pids: np.ndarray, g0: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Where packets were lost or corrupted, as global packet-number intervals [lo, hi].
+
+        A continuity gap at packet x on a PID means packets went missing somewhere after that
+        PID's previous packet, so that whole span is suspect (it may straddle a cut point).
+        Also returns the rows (local to this run) where PAT/PMT packets showed a gap (the held
+        PSI may be stale) and where video packets did (a random-access picture may be lost).
+        """
         has_payload = (arr[:, 3] & 0x10) != 0
         cc = (arr[:, 3] & 0x0F).astype(np.int16)
         disc = ((arr[:, 3] & 0x20) != 0) & (arr[:, 4] > 0) & ((arr[:, 5] & 0x80) != 0)
-        bad = [np.flatnonzero(arr[:, 1] & 0x80)]
+        tei = np.flatnonzero(arr[:, 1] & 0x80) + g0
+        los, his, psi, video = [tei], [tei], [], []
         for pid in np.unique(pids).tolist():
             if pid == NULL_PID:
                 continue
@@ -270,24 +379,33 @@ class Chunker:
                 continue
             seq = cc[sel]
             prev = self._cc.get(pid)
+            prev_row = self._last_row.get(pid)
             self._cc[pid] = int(seq[-1])
-            if prev is None:
+            self._last_row[pid] = g0 + int(sel[-1])
+            if prev is None or prev_row is None:
                 step = np.diff(seq) % 16
-                rows = sel[1:]
+                at, before = sel[1:], sel[:-1] + g0
             else:
                 step = np.diff(np.concatenate(([prev], seq))) % 16
-                rows = sel
-            wrong = (step != 1) & (step != 0) & ~disc[rows]
+                at, before = sel, np.concatenate(([prev_row], sel[:-1] + g0))
+            wrong = (step != 1) & (step != 0) & ~disc[at]
             if np.any(wrong):
-                bad.append(rows[wrong])
-        return np.sort(np.concatenate(bad))
+                los.append(before[wrong] + 1)
+                his.append(at[wrong] + g0)
+                if pid == PAT_PID or pid == self._pmt_pid:
+                    psi.append(at[wrong])
+                if pid == self.info.video_pid:
+                    video.append(at[wrong])
+        return np.concatenate(los), np.concatenate(his), _sorted(psi), _sorted(video)
 
 
-def _any_between(rows: np.ndarray, lo: int, hi: int) -> bool:
-    if rows.size == 0:
-        return False
-    i = int(np.searchsorted(rows, lo))
-    return i < rows.size and int(rows[i]) < hi
+def _sorted(parts: list[np.ndarray]) -> np.ndarray:
+    return np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+
+
+def _overlaps(lo: np.ndarray, hi: np.ndarray, a: int, b: int) -> bool:
+    """Does any damage interval [lo, hi] touch rows [a, b)?"""
+    return bool(lo.size) and bool(np.any((lo < b) & (hi >= a)))
 
 
 def chunk_stream(reads: Iterable[bytes], chunk_ms: int = DEFAULT_CHUNK_MS) -> Iterator[Chunk]:

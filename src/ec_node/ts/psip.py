@@ -28,6 +28,7 @@ from ec_node.ts.packets import (
 PSIP_BASE_PID = 0x1FFB
 TID_MGT = 0xC7
 TID_TVCT = 0xC8
+TID_CVCT = 0xC9  # cable VCT: the TVCT layout (two flag bits differ, both ignored here)
 TID_STT = 0xCD
 MGT_TYPE_TVCT_CURRENT = 0x0000
 MODULATION_8VSB = 0x04
@@ -191,6 +192,13 @@ def _check_protocol_version(r: _Reader) -> None:
         raise PsipError(f"{r.what}: unsupported protocol_version {pv}")
 
 
+def _end_of_table(r: _Reader, length_mask: int) -> None:
+    """A table's closing descriptor loop, then nothing: MGT and VCT both end this way."""
+    _split_descriptors(r.take(r.u16() & length_mask), f"{r.what} descriptors")
+    if r.left:
+        raise PsipError(f"{r.what}: {r.left} trailing bytes")
+
+
 # --- MGT -----------------------------------------------------------------------------------------------
 
 
@@ -239,9 +247,7 @@ def parse_mgt(section: bytes | bytearray | memoryview) -> list[MgtTable]:
         desc = r.take(r.u16() & 0x0FFF)
         _split_descriptors(desc, "MGT table descriptors")
         out.append(MgtTable(table_type, pid, version, number_bytes, desc))
-    _split_descriptors(r.take(r.u16() & 0x0FFF), "MGT descriptors")
-    if r.left:
-        raise PsipError(f"MGT: {r.left} trailing bytes")
+    _end_of_table(r, 0x0FFF)
     return out
 
 
@@ -375,7 +381,19 @@ def build_tvct(channels: Sequence[VirtualChannel], *, tsid: int | None = None, v
 
 def parse_tvct(section: bytes | bytearray | memoryview) -> list[VirtualChannel]:
     """Decode every virtual channel in one TVCT section (use parse_section_header for the TSID)."""
-    r = _Reader(section_body(section, table_id=TID_TVCT), "TVCT")
+    return _parse_vct(section_body(section, table_id=TID_TVCT), "TVCT")
+
+
+def parse_vct(section: bytes | bytearray | memoryview) -> list[VirtualChannel]:
+    """Like :func:`parse_tvct` but also accepts a cable VCT (0xC9): a lineup needs numbers and names from either."""
+    tid = parse_section_header(section).table_id
+    if tid not in (TID_TVCT, TID_CVCT):
+        raise PsipError(f"expected a VCT (table_id 0xC8/0xC9), got 0x{tid:02X}")
+    return _parse_vct(bytes(section[_HEADER:-4]), "TVCT" if tid == TID_TVCT else "CVCT")
+
+
+def _parse_vct(body: bytes, what: str) -> list[VirtualChannel]:
+    r = _Reader(body, what)
     _check_protocol_version(r)
     n = r.u8()
     out = []
@@ -383,7 +401,7 @@ def parse_tvct(section: bytes | bytearray | memoryview) -> list[VirtualChannel]:
         try:
             name = r.take(14).decode("utf-16-be").rstrip("\x00")
         except UnicodeDecodeError as e:
-            raise PsipError("TVCT: short_name is not valid UTF-16") from e
+            raise PsipError(f"{what}: short_name is not valid UTF-16") from e
         w = r.u32()
         carrier = r.u32()
         ch_tsid = r.u16()
@@ -393,7 +411,7 @@ def parse_tvct(section: bytes | bytearray | memoryview) -> list[VirtualChannel]:
         desc = r.take(r.u16() & 0x3FF)
         sld = None
         others = []
-        for tag, payload in _split_descriptors(desc, "TVCT channel descriptors"):
+        for tag, payload in _split_descriptors(desc, f"{what} channel descriptors"):
             if tag == DESC_SERVICE_LOCATION and sld is None:
                 sld = _decode_sld(payload)
             else:
@@ -417,9 +435,7 @@ def parse_tvct(section: bytes | bytearray | memoryview) -> list[VirtualChannel]:
                 other_descriptors=tuple(others),
             )
         )
-    _split_descriptors(r.take(r.u16() & 0x3FF), "TVCT additional descriptors")
-    if r.left:
-        raise PsipError(f"TVCT: {r.left} trailing bytes")
+    _end_of_table(r, 0x3FF)
     return out
 
 

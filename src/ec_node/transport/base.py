@@ -1,0 +1,121 @@
+"""The transport interface publish/subscribe code uses; one implementation per wire transport.
+
+``MoqTransport`` (moq-rs over raw QUIC, :mod:`ec_node.transport.moq_transport`) is the only one
+today. An iroh transport can be added beside it: its ``EndpointAddr`` has the same id + addrs
+shape, and nothing above this interface names moq.
+
+Model: a node *listens* and publishes broadcasts (named sets of tracks); a peer *connects* and
+subscribes to tracks. A track is a sequence of groups numbered by the publisher; each group carries
+exactly one payload (one MoQ frame).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from ec_node.errors import UnreachableError
+from ec_node.transport.addr import EndpointAddr
+from ec_node.transport.identity import NodeIdentity
+from ec_node.transport.sequencing import Event
+
+
+class PeerLostError(UnreachableError):
+    """An established session or track failed: the peer died, reset, or aborted the track."""
+
+
+class NotFoundError(UnreachableError):
+    """The peer does not serve the requested broadcast or track (not announced in time)."""
+
+
+class TrackWriter(Protocol):
+    """Publisher side of one track."""
+
+    @property
+    def name(self) -> str: ...
+
+    def write_group(self, sequence: int, payload: bytes) -> None:
+        """Publish group ``sequence`` holding ``payload``; never blocks. Reusing a sequence is a
+        ValueError."""
+        ...
+
+    def finish(self) -> None:
+        """End the track cleanly: subscribers' iterators stop after the last group."""
+        ...
+
+    async def wait_subscribed(self) -> None:
+        """Wait until at least one subscriber wants this track (e.g. before a timed start)."""
+        ...
+
+
+class Listener(Protocol):
+    """A served node: its address, the broadcasts it publishes, graceful close."""
+
+    @property
+    def endpoint_addr(self) -> EndpointAddr: ...
+
+    def publish_broadcast(self, name: str, tracks: list[str]) -> dict[str, TrackWriter]:
+        """Create every track of broadcast ``name``, then announce it (so no subscriber ever
+        sees it half-built)."""
+        ...
+
+    async def close(self) -> None:
+        """Finish all tracks, let subscribers drain briefly, then close sessions and the socket."""
+        ...
+
+
+class Subscription(Protocol):
+    """Events of one track in sequence order (see :mod:`ec_node.transport.sequencing`).
+
+    ``async for`` yields :class:`GroupEvent` / :class:`GapEvent` until the publisher finishes the
+    track; it raises :class:`PeerLostError` if the session or track fails. ``next(timeout)``
+    raises :class:`TimeoutError` when no event arrives for ``timeout`` seconds (liveness checks),
+    and the subscription stays usable after that.
+    """
+
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+
+    async def next(self, timeout: float | None = None) -> Event | None:
+        """The next event, or ``None`` once the track has ended cleanly."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class PeerSession(Protocol):
+    """A connection to one peer."""
+
+    @property
+    def remote(self) -> EndpointAddr: ...
+
+    async def subscribe(
+        self,
+        broadcast: str,
+        track: str,
+        *,
+        start: int | None = None,
+        item_timeout_s: float | None = None,
+    ) -> Subscription:
+        """Subscribe with history: from group ``start`` if given, else from the oldest group
+        the peer still caches. Waits for the broadcast to be announced (bounded); raises
+        :class:`NotFoundError` if it is not."""
+        ...
+
+    async def fetch(self, broadcast: str, track: str, sequence: int) -> bytes | None:
+        """One old group's payload, or ``None`` if the peer no longer (or never) had it."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    """Factory for listeners and peer sessions of one wire transport."""
+
+    async def listen(self, bind: str, identity: NodeIdentity, cache_bytes: int) -> Listener:
+        """Serve on ``bind`` (``host:port``, port 0 for any) as ``identity``."""
+        ...
+
+    async def connect(self, addr: EndpointAddr, timeout_s: float) -> PeerSession:
+        """Dial ``addr``, proving its identity; :class:`UnreachableError` if not done within
+        ``timeout_s`` seconds."""
+        ...

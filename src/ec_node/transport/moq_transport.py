@@ -1,0 +1,695 @@
+"""The moq-rs (``moq-rs==0.5.1`` on ``moq-ffi==0.4.18``) implementation of the transport interface.
+
+Nodes talk moq-lite over raw QUIC (``moql://``); a listener presents its own self-signed
+certificate (:mod:`ec_node.transport.identity`) and a dialler pins it by SHA-256 fingerprint.
+A URL address (``moql://``, ``moqt://``, ``https://``) is a relay checked with normal TLS.
+
+Defaults of the stack that we override (see moq-transport-notes §3, §6):
+
+* Subscriptions pass ``Subscription(max_age_us=...)`` (10 minutes by default) so a late joiner
+  gets every cached group, not just the live edge, and a burst is not thinned out as "stale".
+* Every origin -- the listener's publish and consume origins and both origins of each client --
+  has ``cache_capacity_bytes``; the library default keeps every group forever.
+* Groups are read in arrival order (``recv_group``: ``next_group`` may skip a late group
+  silently) and reordered by :class:`~ec_node.transport.sequencing.ContinuityTracker`. A hole
+  still open after ``reorder_window_s`` (or when too many groups wait behind it, or at track end)
+  is backfilled with ``fetch_group``; what cannot be fetched is reported as a ``GapEvent``.
+* The listener runs its own accept loop (``Server.serve()`` logs "Task exception was never
+  retrieved" on every disconnect), holds each accepted session until it closes, and reads
+  ``cert_fingerprints()`` before the first ``accept()`` (afterwards it raises ``Busy``).
+
+Behaviour observed with this stack (loopback, checked while writing this module; the tests in
+``tests/transport`` cover the starred ones):
+
+* Subscribing before the broadcast is announced: ``announced_broadcast`` waits; we bound it with
+  ``announce_timeout_s`` and raise :class:`NotFoundError`. Subscribing to a track the broadcast
+  does not have fails at once with a stream-scoped NOT_FOUND, also :class:`NotFoundError`.
+* (*) Publisher ``finish()`` on a track: the subscriber's ``recv_group`` returns ``None`` after
+  the last group; our iterator ends cleanly.
+* Publisher aborts the track: the subscriber sees a stream-scoped protocol error (the code is not
+  carried; moq reports NOT_FOUND) -> :class:`PeerLostError`.
+* Publisher closes the session gracefully (``cancel(0)``): SESSION/CANCEL code 0; we treat it as
+  a clean end. Our :meth:`MoqListener.close` finishes every track first anyway.
+* Publisher process dies (SIGKILL): nothing for ~13 s (the QUIC idle timeout, which the Python API
+  cannot set), then ``Transport('connection error: timed out')`` -> :class:`PeerLostError`. For
+  faster failure detection use ``Subscription.next(timeout=...)`` as an app-level liveness check.
+* (*) Groups written before any subscriber exists stay in the origin cache (bounded by
+  ``cache_capacity_bytes``) and a subscriber with ``max_age_us`` history receives all of them;
+  ``fetch_group`` reaches them too. Missing/evicted groups -> NOT_FOUND -> ``fetch`` returns None.
+* (*) One process and one event loop can hold a listener and any number of client sessions at the
+  same time (a relay is exactly that); each client has its own origins, so equal broadcast names on
+  two peers do not clash.
+* An aborted group is never delivered by ``recv_group``; a later group reveals the hole.
+* Cancelling a pending ``recv_group`` (e.g. via ``asyncio.wait_for``) is harmless: the next call
+  still gets the next group. We still read in a background task so that a caller's timeout can
+  never cut a group in half.
+* A fingerprint mismatch fails the handshake at once with ``Connect('... fingerprint mismatch')``;
+  an address nobody answers hangs until our connect timeout (no ICMP shortcut in quinn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+import weakref
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import moq
+
+from ec_node.errors import ConfigError, UnreachableError, UsageError
+from ec_node.transport.addr import EndpointAddr
+from ec_node.transport.base import NotFoundError, PeerLostError, TrackWriter
+from ec_node.transport.identity import NodeIdentity
+from ec_node.transport.sequencing import ContinuityTracker, Event
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE_BYTES = 128 * 1024 * 1024
+DEFAULT_MAX_AGE_US = 600_000_000
+
+
+@dataclass(frozen=True)
+class MoqConfig:
+    """Knobs of the moq transport; the defaults suit 2 s chunks of up to a few MB."""
+
+    cache_bytes: int = DEFAULT_CACHE_BYTES  # per origin, client side too
+    max_age_us: int = DEFAULT_MAX_AGE_US  # history a subscription asks for
+    announce_timeout_s: float = 10.0  # wait for a broadcast to be announced
+    reorder_window_s: float = 0.5  # how long a hole may stay open before backfilling
+    max_pending_groups: int = 64  # ... or how many groups may wait behind it
+    max_backfill: int = 32  # sequences fetched per hole (nearest the live edge)
+    fetch_timeout_s: float = 5.0
+    max_payload_bytes: int = 64 * 1024 * 1024  # a bigger group is treated as lost
+    queue_groups: int = 16  # groups read ahead of the consumer
+    close_grace_s: float = 0.25  # listener close: time for subscribers to see the track end
+
+
+# ---------------------------------------------------------------------------------------- errors
+
+
+def describe_moq_error(exc: BaseException) -> str:
+    """One readable line for a moq error (their ``str()`` is often empty)."""
+    detail = moq.protocol_error(exc)
+    if detail is not None:
+        return f"{detail.kind.name.lower()} ({detail.scope.name.lower()} code {detail.code}): {detail.message}"
+    text = str(exc).strip().strip("'\"")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _is_not_found(exc: BaseException) -> bool:
+    detail = moq.protocol_error(exc)
+    if detail is not None:
+        return detail.kind == moq.ProtocolKind.NOT_FOUND
+    return isinstance(exc, moq.Error.NotFound)
+
+
+def _is_graceful_close(exc: BaseException) -> bool:
+    detail = moq.protocol_error(exc)
+    return (
+        detail is not None
+        and detail.scope == moq.ErrorScope.SESSION
+        and detail.kind == moq.ProtocolKind.CANCEL
+        and detail.code == 0
+    )
+
+
+def _is_stream_scoped(exc: BaseException) -> bool:
+    detail = moq.protocol_error(exc)
+    return detail is not None and detail.scope == moq.ErrorScope.STREAM
+
+
+# --------------------------------------------------------------------------------------- publish
+
+
+class MoqTrackWriter:
+    """Writes one-frame groups with explicit sequence numbers."""
+
+    def __init__(self, producer: moq.TrackProducer) -> None:
+        self._producer = producer
+        self._finished = False
+
+    @property
+    def name(self) -> str:
+        return self._producer.name
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def write_group(self, sequence: int, payload: bytes) -> None:
+        """Publish group ``sequence``; ValueError if it was already written or the track is finished."""
+        if self._finished:
+            raise ValueError(f"track {self.name!r} is finished")
+        if sequence < 0:
+            raise ValueError("group sequence must be >= 0")
+        try:
+            group = self._producer.create_group(sequence)
+        except moq.Error as exc:
+            raise ValueError(f"cannot create group {sequence} on {self.name!r}: {describe_moq_error(exc)}") from None
+        group.write_frame(bytes(payload), timestamp_us=time.time_ns() // 1000)
+        group.finish()
+
+    async def wait_subscribed(self) -> None:
+        """Wait until at least one subscriber wants this track."""
+        await self._producer.demand().used()
+
+    def finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._producer.finish()
+
+
+class MoqListener:
+    """A listening node: a moq Server with a bounded publish origin and its own accept loop."""
+
+    def __init__(
+        self,
+        server: moq.Server,
+        origin: moq.OriginProducer,
+        consume_origin: moq.OriginProducer,
+        endpoint_addr: EndpointAddr,
+        config: MoqConfig,
+    ) -> None:
+        self._server = server
+        self._origin = origin
+        self._consume_origin = consume_origin  # held: sessions publishing to us land here
+        self._endpoint_addr = endpoint_addr
+        self._config = config
+        self._broadcasts: dict[str, moq.BroadcastProducer] = {}  # dropping one ends it
+        self._writers: list[MoqTrackWriter] = []
+        self._sessions: dict[asyncio.Task[None], moq.Session | None] = {}
+        self._closed = False
+        self._accept_task = asyncio.create_task(self._accept_loop(), name="moq-accept")
+
+    @property
+    def endpoint_addr(self) -> EndpointAddr:
+        return self._endpoint_addr
+
+    @property
+    def session_count(self) -> int:
+        """Sessions accepted and still open."""
+        return sum(1 for s in self._sessions.values() if s is not None)
+
+    def publish_broadcast(self, name: str, tracks: list[str]) -> dict[str, TrackWriter]:
+        """Create the broadcast and all its tracks, then announce it (values are MoqTrackWriter)."""
+        if self._closed:
+            raise RuntimeError("listener is closed")
+        if name in self._broadcasts:
+            raise ValueError(f"broadcast {name!r} is already published")
+        if not tracks or len(set(tracks)) != len(tracks):
+            raise ValueError("tracks must be a non-empty list of distinct names")
+        broadcast = self._origin.create_broadcast(name)
+        writers = [MoqTrackWriter(broadcast.publish_track(t)) for t in tracks]
+        broadcast.announce()
+        self._broadcasts[name] = broadcast
+        self._writers.extend(writers)
+        return {w.name: w for w in writers}
+
+    async def close(self) -> None:
+        """Finish every track, give subscribers ``close_grace_s`` to drain, then close."""
+        if self._closed:
+            return
+        self._closed = True
+        for writer in self._writers:
+            writer.finish()
+        self._accept_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._accept_task
+        tasks = list(self._sessions)
+        if tasks and self._config.close_grace_s > 0:
+            await asyncio.wait(tasks, timeout=self._config.close_grace_s)
+        for session in list(self._sessions.values()):
+            if session is not None:
+                session.cancel(0)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._broadcasts.clear()
+        await self._server.__aexit__(None, None, None)
+
+    async def _accept_loop(self) -> None:
+        while True:
+            try:
+                request = await self._server.__anext__()
+            except StopAsyncIteration:
+                return
+            except moq.Error as exc:
+                if moq.is_shutdown(exc):
+                    return
+                log.warning("accept failed: %s", describe_moq_error(exc))
+                continue
+            task = asyncio.create_task(self._hold_session(request), name="moq-session")
+            self._sessions[task] = None
+            task.add_done_callback(self._forget)
+
+    async def _hold_session(self, request: moq.Request) -> None:
+        try:
+            session = await request.accept()
+        except moq.Error as exc:
+            log.info("handshake failed: %s", describe_moq_error(exc))
+            return
+        me = asyncio.current_task()
+        assert me is not None
+        self._sessions[me] = session
+        try:
+            await session.closed()
+        except moq.Error as exc:
+            log.debug("session closed: %s", describe_moq_error(exc))
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._sessions.pop(task, None)
+
+
+# ------------------------------------------------------------------------------------- subscribe
+
+_END = object()
+
+
+class MoqSubscription:
+    """Events of one subscribed track in sequence order, with backfill (see module docstring)."""
+
+    def __init__(
+        self,
+        track: moq.TrackConsumer,
+        fetch_many: FetchMany,
+        track_name: str,
+        *,
+        start: int | None,
+        item_timeout_s: float | None,
+        config: MoqConfig,
+    ) -> None:
+        self._track = track
+        self._fetch_many = fetch_many
+        self._name = track_name
+        self._config = config
+        self._item_timeout = item_timeout_s
+        self._tracker = ContinuityTracker(start, max_backfill=config.max_backfill)
+        self._ready: deque[Event] = deque()
+        self._raw: asyncio.Queue[object] = asyncio.Queue(maxsize=max(1, config.queue_groups))
+        self._raw_done = False
+        self._ended = False
+        self._error: BaseException | None = None
+        self._hole_since: float | None = None
+        self._reader = asyncio.create_task(self._read_loop(), name=f"moq-sub-{track_name}")
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        event = await self.next(self._item_timeout)
+        if event is None:
+            raise StopAsyncIteration
+        return event
+
+    async def next(self, timeout: float | None = None) -> Event | None:
+        """The next event; ``None`` at the clean end; TimeoutError after ``timeout`` s of nothing."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            if self._ready:
+                return self._ready.popleft()
+            if self._error is not None:
+                if self._tracker.has_hole():  # the peer is gone: no backfill, flush what we hold
+                    self._ready.extend(self._tracker.apply_backfill({}))
+                    continue
+                raise self._error
+            if self._ended:
+                return None
+            if self._raw_done and not self._tracker.has_hole():
+                self._ended = True
+                await self.close()
+                continue
+            wait_until = deadline
+            if self._tracker.has_hole():
+                assert self._hole_since is not None
+                hole_deadline = self._hole_since + self._config.reorder_window_s
+                if (
+                    self._raw_done
+                    or loop.time() >= hole_deadline
+                    or self._tracker.pending_count >= self._config.max_pending_groups
+                ):
+                    await self._backfill()
+                    continue
+                wait_until = hole_deadline if deadline is None else min(deadline, hole_deadline)
+            try:
+                if wait_until is None:
+                    item = await self._raw.get()
+                else:
+                    item = await asyncio.wait_for(self._raw.get(), max(0.0, wait_until - loop.time()))
+            except TimeoutError:
+                if deadline is not None and loop.time() >= deadline:
+                    raise TimeoutError(f"no group on track {self._name!r} for {timeout:g} s") from None
+                continue
+            self._take(item)
+
+    async def close(self) -> None:
+        """Stop receiving; safe to call more than once."""
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._reader
+        with contextlib.suppress(moq.Error):
+            self._track.cancel()
+
+    def _take(self, item: object) -> None:
+        if item is _END:
+            self._raw_done = True
+        elif isinstance(item, BaseException):
+            self._raw_done = True
+            self._error = item
+        else:
+            assert isinstance(item, tuple)
+            self._ready.extend(self._tracker.push(item[0], item[1]))
+            self._note_hole()
+
+    def _note_hole(self) -> None:
+        if not self._tracker.has_hole():
+            self._hole_since = None
+        elif self._hole_since is None:
+            self._hole_since = asyncio.get_running_loop().time()
+
+    async def _backfill(self) -> None:
+        targets = self._tracker.backfill_targets()
+        try:
+            fetched = await self._fetch_many(targets)
+        except (moq.Error, UnreachableError) as exc:
+            log.info("track %r: backfill failed: %s", self._name, exc)
+            fetched = {}
+        got = sum(1 for seq in targets if fetched.get(seq) is not None)
+        log.info("track %r: hole %s..%s, backfilled %d of %d", self._name, targets[:1], targets[-1:], got, len(targets))
+        self._ready.extend(self._tracker.apply_backfill(fetched))
+        self._hole_since = None
+        self._note_hole()
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                group = await self._track.recv_group()
+                if group is None:
+                    await self._raw.put(_END)
+                    return
+                seq = group.sequence
+                try:
+                    payload = await _read_payload(group, self._config.max_payload_bytes)
+                except ValueError as exc:
+                    log.warning("track %r group %d dropped: %s", self._name, seq, exc)
+                    continue
+                except moq.Error as exc:
+                    if not _is_stream_scoped(exc):
+                        raise
+                    log.info("track %r group %d lost: %s", self._name, seq, describe_moq_error(exc))
+                    continue
+                await self._raw.put((seq, payload))
+        except moq.Error as exc:
+            if _is_graceful_close(exc) or moq.is_shutdown(exc):
+                await self._raw.put(_END)
+            else:
+                await self._raw.put(PeerLostError(f"track {self._name!r} failed: {describe_moq_error(exc)}"))
+
+
+async def _read_payload(group: moq.GroupConsumer, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while (frame := await group.read_frame()) is not None:
+        size += len(frame.payload)
+        if size > limit:
+            group.cancel()
+            raise ValueError(f"group larger than {limit} bytes")
+        parts.append(frame.payload)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+FetchMany = Callable[[list[int]], Awaitable[dict[int, bytes | None]]]
+
+
+async def _fetch_payload(broadcast: moq.BroadcastConsumer, track: str, sequence: int, limit: int) -> bytes:
+    group = await broadcast.fetch_group(track, sequence)
+    return await _read_payload(group, limit)
+
+
+def _is_dropped(exc: BaseException) -> bool:
+    """moq-ffi 0.4.18 quirk: once a subscription on a session has seen a track *finish*,
+    ``fetch_group`` for that track on that session fails with ``Internal('dropped')`` for good
+    (a fresh session fetches fine). We then fetch through a one-shot session."""
+    return isinstance(exc, moq.Error.Internal) and "dropped" in str(exc)
+
+
+class MoqPeerSession:
+    """A client session to one peer (or relay)."""
+
+    def __init__(
+        self,
+        client: moq.Client,
+        remote: EndpointAddr,
+        url: str,
+        config: MoqConfig,
+        redial: Callable[[], moq.Client],
+    ) -> None:
+        self._client = client
+        self._remote = remote
+        self._url = url
+        self._config = config
+        self._redial = redial
+        self._subs: weakref.WeakSet[MoqSubscription] = weakref.WeakSet()
+        self._closed = False
+
+    @property
+    def remote(self) -> EndpointAddr:
+        return self._remote
+
+    @property
+    def url(self) -> str:
+        """The URL actually dialled (the first address that answered)."""
+        return self._url
+
+    async def subscribe(
+        self,
+        broadcast: str,
+        track: str,
+        *,
+        start: int | None = None,
+        item_timeout_s: float | None = None,
+    ) -> MoqSubscription:
+        """Subscribe with ``max_age_us`` history (from ``start`` if given)."""
+        consumer = await self._broadcast(broadcast)
+        sub_opts = moq.Subscription(max_age_us=self._config.max_age_us, group_start=start)
+        try:
+            track_consumer = await consumer.subscribe_track(track, sub_opts)
+        except moq.Error as exc:
+            raise self._error(exc, f"subscribe to {broadcast}/{track}") from None
+        sub = MoqSubscription(
+            track_consumer,
+            functools.partial(self.fetch_many, broadcast, track),
+            track,
+            start=start,
+            item_timeout_s=item_timeout_s,
+            config=self._config,
+        )
+        self._subs.add(sub)
+        return sub
+
+    async def fetch(self, broadcast: str, track: str, sequence: int) -> bytes | None:
+        """One group by sequence; None if the peer does not have it (or sent something invalid)."""
+        return (await self.fetch_many(broadcast, track, [sequence]))[sequence]
+
+    async def fetch_many(self, broadcast: str, track: str, sequences: list[int]) -> dict[int, bytes | None]:
+        """Fetch groups concurrently; a missing one maps to None. Raises PeerLostError if the
+        session fails, NotFoundError if the broadcast is not announced."""
+        if not sequences:
+            return {}
+        consumer = await self._broadcast(broadcast)
+        results = await self._fetch_from(consumer, track, sequences)
+        dropped = [seq for seq, res in results.items() if isinstance(res, BaseException) and _is_dropped(res)]
+        if dropped:
+            results.update(await self._fetch_one_shot(broadcast, track, dropped))
+        out: dict[int, bytes | None] = {}
+        for seq, res in results.items():
+            if isinstance(res, moq.Error) and not _is_not_found(res):
+                raise self._error(res, f"fetch {broadcast}/{track}/{seq}")
+            out[seq] = res if isinstance(res, bytes) else None
+        return out
+
+    async def _fetch_from(
+        self, consumer: moq.BroadcastConsumer, track: str, sequences: list[int]
+    ) -> dict[int, bytes | BaseException]:
+        async def one(seq: int) -> bytes | BaseException:
+            try:
+                return await asyncio.wait_for(
+                    _fetch_payload(consumer, track, seq, self._config.max_payload_bytes),
+                    self._config.fetch_timeout_s,
+                )
+            except (moq.Error, TimeoutError, ValueError) as exc:
+                log.debug("fetch %s/%d failed: %r", track, seq, exc)
+                return exc
+
+        results = await asyncio.gather(*(one(seq) for seq in sequences))
+        return dict(zip(sequences, results, strict=True))
+
+    async def _fetch_one_shot(
+        self, broadcast: str, track: str, sequences: list[int]
+    ) -> dict[int, bytes | BaseException]:
+        client = self._redial()
+        try:
+            await asyncio.wait_for(client.__aenter__(), self._config.fetch_timeout_s)
+            consumer = await asyncio.wait_for(
+                client.announced_broadcast(broadcast).available(), self._config.fetch_timeout_s
+            )
+            return await self._fetch_from(consumer, track, sequences)
+        except (moq.Error, TimeoutError) as exc:
+            return {seq: exc for seq in sequences}
+        finally:
+            with contextlib.suppress(moq.Error):
+                await client.__aexit__(None, None, None)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for sub in list(self._subs):
+            await sub.close()
+        self._subs.clear()
+        with contextlib.suppress(moq.Error):
+            await self._client.__aexit__(None, None, None)
+
+    async def _broadcast(self, name: str) -> moq.BroadcastConsumer:
+        if self._closed:
+            raise RuntimeError("session is closed")
+        waiter = self._client.announced_broadcast(name)
+        try:
+            return await asyncio.wait_for(waiter.available(), self._config.announce_timeout_s)
+        except TimeoutError:
+            waiter.cancel()
+            raise NotFoundError(
+                f"peer {self._url} did not announce broadcast {name!r} "
+                f"within {self._config.announce_timeout_s:g} s"
+            ) from None
+        except moq.Error as exc:
+            raise self._error(exc, f"wait for broadcast {name!r}") from None
+
+    def _error(self, exc: BaseException, what: str) -> UnreachableError:
+        if _is_not_found(exc):
+            return NotFoundError(f"{what}: peer {self._url} does not serve it")
+        return PeerLostError(f"{what} on {self._url}: {describe_moq_error(exc)}")
+
+
+# ------------------------------------------------------------------------------------- transport
+
+
+class MoqTransport:
+    """Listeners and sessions over moq-rs (raw QUIC ``moql://`` between nodes)."""
+
+    def __init__(self, config: MoqConfig | None = None) -> None:
+        self.config = config or MoqConfig()
+
+    async def listen(
+        self,
+        bind: str,
+        identity: NodeIdentity,
+        cache_bytes: int | None = None,
+        *,
+        advertise: list[str] | None = None,
+    ) -> MoqListener:
+        """Serve on ``bind`` as ``identity``; the origin cache holds at most ``cache_bytes``.
+
+        ``advertise`` replaces the addresses put in ``endpoint_addr`` (needed when binding a
+        wildcard address that remote peers cannot dial as such).
+        """
+        cache = self.config.cache_bytes if cache_bytes is None else cache_bytes
+        if cache <= 0:
+            raise UsageError(f"cache size must be positive, got {cache}")
+        origin = moq.OriginProducer(cache_capacity_bytes=cache)
+        consume_origin = moq.OriginProducer(cache_capacity_bytes=cache)
+        server = moq.Server(
+            bind,
+            tls_cert=[str(identity.cert_pem_path)],
+            tls_key=[str(identity.key_pem_path)],
+            publish=origin,
+            subscribe=consume_origin,
+        )
+        try:
+            await server.__aenter__()
+        except moq.Error as exc:
+            raise UsageError(f"cannot listen on {bind!r}: {describe_moq_error(exc)}") from None
+        try:
+            fingerprints = [fp.lower() for fp in server.cert_fingerprints()]  # before any accept()
+            if identity.fingerprint not in fingerprints:
+                raise ConfigError(
+                    f"TLS stack reports fingerprints {fingerprints}, identity says {identity.fingerprint}"
+                )
+            local = server.local_addr
+        except BaseException:
+            await server.__aexit__(None, None, None)
+            raise
+        addrs = tuple(advertise) if advertise else (_dialable(local),)
+        endpoint = EndpointAddr(id=identity.fingerprint, addrs=addrs)
+        return MoqListener(server, origin, consume_origin, endpoint, self.config)
+
+    async def connect(self, addr: EndpointAddr, timeout_s: float | None = None) -> MoqPeerSession:
+        """Dial ``addr``'s addresses in turn within ``timeout_s`` in total (default 10 s)."""
+        total = 10.0 if timeout_s is None else timeout_s
+        if total <= 0:
+            raise UsageError(f"connect timeout must be positive, got {total}")
+        if addr.url is not None:
+            urls = [addr.url]
+        elif addr.addrs:
+            urls = [f"moql://{a}" for a in addr.addrs]
+        else:
+            raise UsageError("endpoint address has no addrs to dial")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + total
+        errors: list[str] = []
+        for i, url in enumerate(urls):
+            budget = (deadline - loop.time()) / (len(urls) - i)
+            if budget <= 0:
+                break
+            client = self._client(url, addr.id)
+            try:
+                await asyncio.wait_for(client.__aenter__(), budget)
+            except TimeoutError:
+                errors.append(f"{url}: no answer within {budget:.3g} s")
+            except moq.Error as exc:
+                text = describe_moq_error(exc)
+                if "fingerprint mismatch" in text:
+                    text = f"peer is not node {addr.id} (certificate fingerprint mismatch)"
+                errors.append(f"{url}: {text}")
+            else:
+                return MoqPeerSession(client, addr, url, self.config, functools.partial(self._client, url, addr.id))
+            with contextlib.suppress(moq.Error):
+                await client.__aexit__(None, None, None)
+        raise UnreachableError("cannot connect to peer: " + "; ".join(errors or ["no time left"]))
+
+    def _client(self, url: str, node_id: str | None) -> moq.Client:
+        cache = self.config.cache_bytes
+        return moq.Client(
+            url,
+            tls_fingerprints=[node_id] if node_id else None,
+            reconnect=False,
+            publish=moq.OriginProducer(cache_capacity_bytes=cache),
+            subscribe=moq.OriginProducer(cache_capacity_bytes=cache),
+        )
+
+
+def _dialable(local: str) -> str:
+    """A bound wildcard address is not dialable; advertise loopback instead (pass ``advertise``
+    for remote peers)."""
+    if local.startswith("0.0.0.0:"):
+        return "127.0.0.1:" + local.rsplit(":", 1)[1]
+    if local.startswith("[::]:"):
+        return "[::1]:" + local.rsplit(":", 1)[1]
+    return local
+
+
+if TYPE_CHECKING:  # mypy checks that the moq classes implement the transport interface
+    from ec_node.transport import base
+
+    _transport: base.Transport = MoqTransport()
+    _listener: type[base.Listener] = MoqListener
+    _session: type[base.PeerSession] = MoqPeerSession
+    _subscription: type[base.Subscription] = MoqSubscription
+    _writer: type[base.TrackWriter] = MoqTrackWriter

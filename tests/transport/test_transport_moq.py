@@ -1,0 +1,361 @@
+"""MoqTransport over real QUIC on 127.0.0.1: delivery, history, end, identity, gaps, relaying."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import moq
+import pytest
+
+from ec_node.errors import UnreachableError
+from ec_node.transport.addr import EndpointAddr
+from ec_node.transport.base import NotFoundError, PeerLostError
+from ec_node.transport.identity import NodeIdentity, load_or_create_identity
+from ec_node.transport.moq_transport import MoqConfig, MoqListener, MoqSubscription, MoqTransport
+from ec_node.transport.sequencing import Event, GapEvent, GroupEvent
+
+T = TypeVar("T")
+GUARD_S = 60  # hang guard only; never a speed assertion
+
+
+@pytest.fixture(scope="module")
+def identity(tmp_path_factory: pytest.TempPathFactory) -> NodeIdentity:
+    return load_or_create_identity(tmp_path_factory.mktemp("ident"))
+
+
+def run(coro: Awaitable[T]) -> T:
+    async def guarded() -> T:
+        return await asyncio.wait_for(coro, GUARD_S)
+
+    return asyncio.run(guarded())
+
+
+def payload(seq: int, size: int = 1000) -> bytes:
+    return (b"%08d" % seq) * (size // 8) + bytes([seq % 256]) * (size % 8)
+
+
+async def collect(sub: MoqSubscription, n: int | None = None) -> list[Event]:
+    events: list[Event] = []
+    async for ev in sub:
+        events.append(ev)
+        if n is not None and len(events) == n:
+            break
+    return events
+
+
+async def with_listener(
+    identity: NodeIdentity, body: Callable[[MoqTransport, MoqListener], Awaitable[T]], **cfg: float
+) -> T:
+    transport = MoqTransport(MoqConfig(**cfg))
+    listener = await transport.listen("127.0.0.1:0", identity, 50_000_000)
+    try:
+        return await body(transport, listener)
+    finally:
+        await listener.close()
+
+
+def test_publish_then_subscribe_in_order(identity: NodeIdentity) -> None:
+    sizes = [0, 1, 188_000, 7, 250_000] + [3000] * 15
+
+    async def body(t: MoqTransport, lis: MoqListener) -> list[Event]:
+        w = lis.publish_broadcast("demo", ["chunks"])["chunks"]
+        sess = await t.connect(lis.endpoint_addr, 5)
+        try:
+            sub = await sess.subscribe("demo", "chunks", start=0)
+            for seq, size in enumerate(sizes):
+                w.write_group(seq, payload(seq, size))
+            w.finish()
+            return await collect(sub)
+        finally:
+            await sess.close()
+
+    events = run(with_listener(identity, body))
+    assert events == [GroupEvent(i, payload(i, s)) for i, s in enumerate(sizes)]
+
+
+def test_late_joiner_gets_history_and_start(identity: NodeIdentity) -> None:
+    async def body(t: MoqTransport, lis: MoqListener) -> tuple[list[Event], list[Event], bytes | None]:
+        w = lis.publish_broadcast("demo", ["chunks"])["chunks"]
+        for seq in range(30):
+            w.write_group(seq, payload(seq))  # no subscriber exists yet; track not finished
+        sess = await t.connect(lis.endpoint_addr, 5)
+        try:
+            all_events = await collect(await sess.subscribe("demo", "chunks"), 30)
+            tail = await collect(await sess.subscribe("demo", "chunks", start=25), 5)
+            return all_events, tail, await sess.fetch("demo", "chunks", 3)
+        finally:
+            await sess.close()
+
+    all_events, tail, fetched = run(with_listener(identity, body))
+    assert all_events == [GroupEvent(i, payload(i)) for i in range(30)]
+    assert tail == [GroupEvent(i, payload(i)) for i in range(25, 30)]
+    assert fetched == payload(3)
+
+
+def test_track_finish_ends_iterator_and_close_ends_cleanly(identity: NodeIdentity) -> None:
+    async def body(t: MoqTransport, lis: MoqListener) -> tuple[list[Event], list[Event]]:
+        ws = lis.publish_broadcast("demo", ["a", "b"])
+        sess = await t.connect(lis.endpoint_addr, 5)
+        try:
+            sub_a = await sess.subscribe("demo", "a")
+            sub_b = await sess.subscribe("demo", "b")
+            ws["a"].write_group(0, b"a0")
+            ws["a"].finish()
+            ws["b"].write_group(0, b"b0")
+            got_a = await collect(sub_a)  # ends: finish() reached the subscriber
+            assert await sub_a.next() is None
+            first_b = await sub_b.next()
+            await lis.close()  # graceful close finishes "b" too
+            rest_b = await collect(sub_b)
+            return got_a, [first_b, *rest_b] if first_b else rest_b
+        finally:
+            await sess.close()
+
+    got_a, got_b = run(with_listener(identity, body))
+    assert got_a == [GroupEvent(0, b"a0")]
+    assert got_b == [GroupEvent(0, b"b0")]
+
+
+def test_fingerprint_mismatch_is_refused(identity: NodeIdentity) -> None:
+    async def body(t: MoqTransport, lis: MoqListener) -> str:
+        wrong = EndpointAddr(id="00" * 32, addrs=lis.endpoint_addr.addrs)
+        with pytest.raises(UnreachableError) as info:
+            await t.connect(wrong, 5)
+        return str(info.value)
+
+    assert "fingerprint mismatch" in run(with_listener(identity, body))
+
+
+def test_unreachable_peer_raises_within_timeout(identity: NodeIdentity) -> None:
+    # Hold a bound UDP socket that never answers, so nothing else can take the port.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        addr = EndpointAddr(id=identity.fingerprint, addrs=(f"127.0.0.1:{port}",))
+
+        async def body() -> str:
+            with pytest.raises(UnreachableError) as info:
+                await asyncio.wait_for(MoqTransport().connect(addr, 0.5), 20)
+            return str(info.value)
+
+        message = run(body())
+    assert f"127.0.0.1:{port}" in message and "no answer" in message
+
+
+def test_missing_broadcast_and_track_are_not_found(identity: NodeIdentity) -> None:
+    async def body(t: MoqTransport, lis: MoqListener) -> None:
+        lis.publish_broadcast("demo", ["chunks"])
+        sess = await t.connect(lis.endpoint_addr, 5)
+        try:
+            with pytest.raises(NotFoundError, match="did not announce"):
+                await sess.subscribe("nope", "chunks")
+            with pytest.raises(NotFoundError):
+                sub = await sess.subscribe("demo", "nope")
+                await sub.next(5)
+            assert await sess.fetch("demo", "chunks", 42) is None
+        finally:
+            await sess.close()
+
+    run(with_listener(identity, body, announce_timeout_s=0.3))
+
+
+def test_subscribe_before_announce_waits(identity: NodeIdentity) -> None:
+    async def body(t: MoqTransport, lis: MoqListener) -> list[Event]:
+        sess = await t.connect(lis.endpoint_addr, 5)
+        try:
+            pending = asyncio.create_task(sess.subscribe("later", "chunks"))
+            await asyncio.sleep(0)  # let the subscribe start waiting for the announcement
+            w = lis.publish_broadcast("later", ["chunks"])["chunks"]
+            w.write_group(0, b"x")
+            w.finish()
+            return await collect(await pending)
+        finally:
+            await sess.close()
+
+    assert run(with_listener(identity, body)) == [GroupEvent(0, b"x")]
+
+
+def test_item_timeout_then_still_usable(identity: NodeIdentity) -> None:
+    async def body(t: MoqTransport, lis: MoqListener) -> Event | None:
+        w = lis.publish_broadcast("demo", ["chunks"])["chunks"]
+        sess = await t.connect(lis.endpoint_addr, 5)
+        try:
+            sub = await sess.subscribe("demo", "chunks", start=0)
+            with pytest.raises(TimeoutError):
+                await sub.next(timeout=0.2)
+            w.write_group(0, b"after")
+            return await sub.next(timeout=10)
+        finally:
+            await sess.close()
+
+    assert run(with_listener(identity, body)) == GroupEvent(0, b"after")
+
+
+def test_gap_is_reported_and_late_group_delivered(identity: NodeIdentity) -> None:
+    async def body(t: MoqTransport, lis: MoqListener) -> list[Event]:
+        w = lis.publish_broadcast("demo", ["chunks"])["chunks"]
+        sess = await t.connect(lis.endpoint_addr, 5)
+        try:
+            sub = await sess.subscribe("demo", "chunks", start=0)
+            for seq in (0, 1, 3):
+                w.write_group(seq, payload(seq))
+            events = await collect(sub, 4)  # 0, 1, gap 2, 3 (2 is not on the publisher: no backfill)
+            w.write_group(2, payload(2))  # turns up after the gap was reported
+            events.append(await sub.next(10) or GapEvent(-1, -1))
+            return events
+        finally:
+            await sess.close()
+
+    events = run(with_listener(identity, body, reorder_window_s=0.05))
+    assert events == [
+        GroupEvent(0, payload(0)),
+        GroupEvent(1, payload(1)),
+        GapEvent(2, 3),
+        GroupEvent(3, payload(3)),
+        GroupEvent(2, payload(2), late=True),
+    ]
+
+
+def test_hole_is_backfilled_with_fetch(identity: NodeIdentity) -> None:
+    """Live delivery starts at group 3 (moq group_start) while the tracker expects 0: groups
+    0-2 exist in the publisher's cache and must come back through fetch_group. The track is
+    finished first, which also exercises the one-shot-session fallback for moq's 'dropped'."""
+
+    async def body(t: MoqTransport, lis: MoqListener) -> list[Event]:
+        w = lis.publish_broadcast("demo", ["chunks"])["chunks"]
+        for seq in range(5):
+            w.write_group(seq, payload(seq))
+        w.finish()
+        sess = await t.connect(lis.endpoint_addr, 5)
+        try:
+            client = sess._client  # the raw moq client, to subscribe with group_start
+            bc = await asyncio.wait_for(client.announced_broadcast("demo"), 5)
+            opts = moq.Subscription(max_age_us=t.config.max_age_us, group_start=3)
+            track = await bc.subscribe_track("chunks", opts)
+            fetch_many = functools.partial(sess.fetch_many, "demo", "chunks")
+            sub = MoqSubscription(track, fetch_many, "chunks", start=0, item_timeout_s=None, config=t.config)
+            events = await collect(sub)
+            events.append(GroupEvent(-1, await sess.fetch("demo", "chunks", 1) or b""))
+            return events
+        finally:
+            await sess.close()
+
+    events = run(with_listener(identity, body, reorder_window_s=0.05))
+    assert events == [GroupEvent(i, payload(i), backfilled=True) for i in range(3)] + [
+        GroupEvent(3, payload(3)),
+        GroupEvent(4, payload(4)),
+        GroupEvent(-1, payload(1)),
+    ]
+
+
+def test_two_listeners_two_sessions_and_relay_in_one_process(identity: NodeIdentity) -> None:
+    """One event loop: two listeners publishing the same broadcast name, a relay that
+    subscribes to both and re-serves, and a client of the relay."""
+
+    async def main() -> tuple[list[Event], list[Event]]:
+        t = MoqTransport()
+        a = await t.listen("127.0.0.1:0", identity, 10_000_000)
+        b = await t.listen("127.0.0.1:0", load_or_create_identity(None), 10_000_000)
+        relay = await t.listen("127.0.0.1:0", load_or_create_identity(None), 10_000_000)
+        sessions = []
+        try:
+            wa = a.publish_broadcast("demo", ["chunks"])["chunks"]
+            wb = b.publish_broadcast("demo", ["manifests"])["manifests"]
+            for seq in range(10):
+                wa.write_group(seq, payload(seq, 50_000))
+                wb.write_group(seq, b"m%d" % seq)
+            wa.finish()
+            wb.finish()
+            sa, sb = await asyncio.gather(t.connect(a.endpoint_addr, 5), t.connect(b.endpoint_addr, 5))
+            sessions += [sa, sb]
+            out = relay.publish_broadcast("demo", ["chunks", "manifests"])
+
+            async def pump(sess: object, track: str) -> None:
+                sub = await sess.subscribe("demo", track)  # type: ignore[attr-defined]
+                async for ev in sub:
+                    assert isinstance(ev, GroupEvent)
+                    out[track].write_group(ev.sequence, ev.payload)
+                out[track].finish()
+
+            await asyncio.gather(pump(sa, "chunks"), pump(sb, "manifests"))
+            client = await t.connect(relay.endpoint_addr, 5)
+            sessions.append(client)
+            chunks = await collect(await client.subscribe("demo", "chunks"))
+            manifests = await collect(await client.subscribe("demo", "manifests"))
+            return chunks, manifests
+        finally:
+            for s in sessions:
+                await s.close()
+            for lis in (a, b, relay):
+                await lis.close()
+
+    chunks, manifests = run(main())
+    assert chunks == [GroupEvent(i, payload(i, 50_000)) for i in range(10)]
+    assert manifests == [GroupEvent(i, b"m%d" % i) for i in range(10)]
+
+
+PUBLISHER = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from pathlib import Path
+    from ec_node.transport.identity import load_or_create_identity
+    from ec_node.transport.moq_transport import MoqTransport
+
+    async def main():
+        lis = await MoqTransport().listen("127.0.0.1:0", load_or_create_identity(Path(sys.argv[1])), 10_000_000)
+        w = lis.publish_broadcast("demo", ["chunks"])["chunks"]
+        for seq in range(3):
+            w.write_group(seq, b"g%d" % seq)
+        print(json.dumps({"endpoint_addr": lis.endpoint_addr.to_json()}), flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.slow
+def test_publisher_killed_gives_peer_lost(tmp_path: Path) -> None:
+    """SIGKILL of the publisher process: the subscriber gets PeerLostError (after the ~13 s QUIC
+    idle timeout), with the identity loaded from the same --identity DIR as the child used."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PUBLISHER, str(tmp_path / "ident")],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")},
+    )
+    try:
+        assert proc.stdout is not None
+        startup = json.loads(proc.stdout.readline())
+        assert startup["endpoint_addr"]["id"] == load_or_create_identity(tmp_path / "ident").fingerprint
+        (tmp_path / "startup.json").write_text(json.dumps(startup))
+        from ec_node.transport.addr import parse_endpoint_addr
+
+        addr = parse_endpoint_addr(f"@{tmp_path / 'startup.json'}")
+
+        async def body() -> list[Event]:
+            sess = await MoqTransport().connect(addr, 5)
+            try:
+                sub = await sess.subscribe("demo", "chunks")
+                got = await collect(sub, 3)
+                proc.send_signal(signal.SIGKILL)
+                with pytest.raises(PeerLostError):
+                    await sub.next()
+                return got
+            finally:
+                await sess.close()
+
+        assert run(body()) == [GroupEvent(i, b"g%d" % i) for i in range(3)]
+    finally:
+        proc.kill()
+        proc.wait()
