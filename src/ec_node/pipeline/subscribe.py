@@ -60,6 +60,7 @@ class _Item:
     peer: str
     payload: bytes = b""
     detail: str = ""
+    at: float = 0.0  # time.monotonic() when it arrived
 
 
 class _Exit(EcError):
@@ -179,7 +180,7 @@ async def _pump(sub: Subscription, track: str, peer: str, queue: asyncio.Queue[_
     try:
         async for ev in sub:
             if isinstance(ev, GroupEvent):
-                await queue.put(_Item(kind, track, peer, ev.payload))
+                await queue.put(_Item(kind, track, peer, ev.payload, at=time.monotonic()))
             elif isinstance(ev, GapEvent):
                 await queue.put(_Item("gap", track, peer, detail=f"{ev.start}..{ev.end - 1}"))
         await queue.put(_Item("end", track, peer))
@@ -216,9 +217,13 @@ async def _loop(
     next_status = time.monotonic() + STATUS_EVERY_S
 
     def apply(step: Step) -> tuple[ExitCode, str] | None:
+        latency: dict[int, float] = {}
         for seg in step.segments:
             sink.write(seg.chunk_index, seg.data, seg.duration_ms)
+            latency[seg.chunk_index] = round((time.monotonic() - seg.received_at) * 1000, 2)
         for ev in step.events:
+            if ev["event"] == "segment" and ev["chunk_index"] in latency:
+                ev["latency_ms"] = latency[ev["chunk_index"]]  # object received -> segment on disk
             report.emit(ev)
         if step.exit is not None:
             return step.exit, step.exit_reason
@@ -272,7 +277,7 @@ async def _loop(
         if item is None:
             continue
         if item.kind == "object":
-            r = apply(core.on_object(item.payload, item.peer))
+            r = apply(core.on_object(item.payload, item.peer, item.at))
         elif item.kind == "manifest":
             r = apply(core.on_manifest(item.payload, item.peer))
         elif item.kind == "gap":

@@ -27,6 +27,7 @@ class SegmentOut:
     chunk_index: int
     data: bytes
     duration_ms: int
+    received_at: float = 0.0  # caller's clock when the object arrived (for latency figures)
 
 
 @dataclass
@@ -58,6 +59,8 @@ class SubscribeCore:
         self.rejected = 0
         self.manifests = 0
         self.done: ExitCode | None = None
+        self._arrived: dict[int, float] = {}  # chunk index -> arrival time, until written
+        self._now = 0.0
 
     # ------------------------------------------------------------------ inputs
     def on_manifest(self, data: bytes, peer: str = "") -> Step:
@@ -80,12 +83,17 @@ class SubscribeCore:
         self._dropped(d.dropped, step, peer)
         return self._settle(step)
 
-    def on_object(self, data: bytes, peer: str = "") -> Step:
+    def on_object(self, data: bytes, peer: str = "", now: float = 0.0) -> Step:
         step = Step()
+        self._now = now
         if not self.opts.require_manifest:
             self._unverified(data, step, peer)
             return self._settle(step)
         d = self.verifier.add_object(data)
+        if d.chunk_index is not None and d.verdict in (Verdict.PENDING, Verdict.ACCEPTED):
+            if len(self._arrived) > 4 * self.verifier.max_pending_objects:
+                self._arrived.clear()  # bounded: figures only
+            self._arrived.setdefault(d.chunk_index, now)
         if d.verdict is Verdict.REJECTED:
             assert d.reason is not None
             self._reject(d.chunk_index, d.reason, d.detail, peer, step)
@@ -126,7 +134,7 @@ class SubscribeCore:
         if self.opts.stop_after is not None and self.written >= self.opts.stop_after:
             return
         dur = measure_duration_ms(plaintext, self.opts.chunk_ms) or self.opts.chunk_ms
-        step.segments.append(SegmentOut(index, plaintext, dur))
+        step.segments.append(SegmentOut(index, plaintext, dur, self._arrived.pop(index, self._now)))
         self.written += 1
         self.last_written = index
         step.events.append({"event": "segment", "chunk_index": index, "bytes": len(plaintext), "duration_ms": dur})
