@@ -76,17 +76,22 @@ def moq_publish(input_: str, duration: float | None, realtime: bool, listen: str
 @click.option("--chunk-ms", type=_CHUNK_MS, default=DEFAULT_CHUNK_MS, show_default=True)
 @click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True)
 @click.option("--manifest-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
-              help="Seconds to wait for manifests still owed after the objects end.")
+              help="Exit 10 when the manifests peer is gone this long (or owes manifests after the objects end).")
+@click.option("--max-peer-rejections", type=click.IntRange(0), default=3, show_default=True,
+              help="Drop an objects peer once it has served more invalid objects than this.")
 def moq_subscribe(remotes: tuple[str, ...], remote_manifests: str | None, broadcast: str, stream_id: str | None,
                   subscribe_manifests: bool, require_manifest: bool, trust_signers: tuple[str, ...],
                   network_secret: str | None, max_invalid_chunks: int | None, stop_after: int | None,
                   output_dir: Path, hls_window: int, json_: bool, chunk_ms: int, connect_timeout: float,
-                  manifest_timeout: float) -> None:
+                  manifest_timeout: float, max_peer_rejections: int) -> None:
     """Subscribe to a stream and write verified HLS (index.m3u8 + segment_NNNNNN.ts).
 
-    Exit codes: 0 done (--stop-after reached or stream ended), 2 usage, 4 peer unreachable or lost,
+    --remote may be repeated: every objects peer is pulled at once, the first verifiable copy of each
+    chunk wins, stalled peers are noticed within two chunk durations and lying peers are dropped.
+
+    Exit codes: 0 done (--stop-after reached or stream ended), 2 usage, 4 peer unreachable,
     7 output not writable, 8 integrity (more than --max-invalid-chunks rejected),
-    9 stream ended before --stop-after.
+    9 stream ended before --stop-after, 10 manifests peer gone longer than --manifest-timeout.
     """
     cfg = SubscribeConfig(
         remotes=list(remotes), broadcast=broadcast, remote_manifests=remote_manifests, stream_id=stream_id,
@@ -94,6 +99,7 @@ def moq_subscribe(remotes: tuple[str, ...], remote_manifests: str | None, broadc
         trust_signers=list(trust_signers), network_secret=network_secret, max_invalid=max_invalid_chunks,
         stop_after=stop_after, output_dir=output_dir, hls_window=hls_window, json=json_, chunk_ms=chunk_ms,
         connect_timeout_s=connect_timeout, manifest_timeout_s=manifest_timeout,
+        max_peer_rejections=max_peer_rejections,
     )
     asyncio.run(run_subscribe(cfg))
 

@@ -9,13 +9,19 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ec_node.errors import BadInputError
+import numpy as np
+
+from ec_node.errors import BadInputError, EcError, TunerBusyError, UnreachableError
 from ec_node.ts.chunker import Chunk, Chunker
 from ec_node.ts.packets import PACKET_SIZE, PCR_HZ, PacketFramer, read_pcr
+
+if TYPE_CHECKING:
+    from ec_node.hdhr.client import HdhrStream
 
 log = logging.getLogger(__name__)
 
@@ -76,34 +82,307 @@ def read_stdin(read_size: int = READ_SIZE) -> Iterator[bytes]:
         yield data
 
 
-def read_url(url: str, duration_s: float | None = None) -> Iterator[bytes]:
+# -- live sources: reconnect when the far end closes the stream -------------------------------------
+
+
+class MediaClock:
+    """Media seconds a stream has delivered, by its own PCR.
+
+    Steps between successive PCRs of the first PCR PID are summed when they are forward and at
+    most MAX_PCR_STEP_S, so a splice or a loop costs one step instead of corrupting the total.
+    A device's ``duration`` counts stream time, which is what a remaining request must match.
+    """
+
+    def __init__(self) -> None:
+        self._framer = PacketFramer()
+        self._pid: int | None = None
+        self._last: int | None = None
+        self.ticks = 0
+
+    @property
+    def seconds(self) -> float:
+        return self.ticks / PCR_HZ
+
+    def feed(self, data: bytes) -> None:
+        for run in self._framer.feed(data):
+            d = run.data
+            if not d:
+                continue
+            rows = np.frombuffer(d, dtype=np.uint8).reshape(-1, PACKET_SIZE)
+            has = ((rows[:, 3] & 0x20) != 0) & (rows[:, 4] >= 7) & ((rows[:, 5] & 0x10) != 0)
+            for r in np.flatnonzero(has).tolist():
+                off = r * PACKET_SIZE
+                pid = ((d[off + 1] & 0x1F) << 8) | d[off + 2]
+                if self._pid is None:
+                    self._pid = pid
+                if pid != self._pid:
+                    continue
+                pcr = read_pcr(d, off)
+                assert pcr is not None
+                if self._last is not None:
+                    step = (pcr - self._last) % _PCR_WRAP
+                    if 0 < step <= MAX_PCR_STEP_S * PCR_HZ:
+                        self.ticks += step
+                self._last = pcr
+
+
+_PCR_WRAP = (1 << 33) * 300
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """How hard to try when a live source ends early.
+
+    ``max_attempts`` consecutive reconnects that deliver no data (the open fails, or the body
+    is empty) end the ingest with the last error; any reconnect that delivers data resets the
+    count. Delays double from ``backoff_s`` up to ``max_backoff_s``. A stream that ends within
+    ``end_slack_s`` of the requested duration ended where it was asked to.
+    """
+
+    max_attempts: int = 5
+    backoff_s: float = 0.5
+    max_backoff_s: float = 8.0
+    end_slack_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class Next:
+    """What to do after a connection ended: ``done``, ``reconnect`` (after ``delay_s``) or ``give_up``."""
+
+    action: str
+    attempt: int = 0
+    delay_s: float = 0.0
+    request_s: float | None = None  # seconds to ask the source for; None = no limit
+
+
+@dataclass
+class ReconnectPlan:
+    """The reconnect decisions of one live ingest, without I/O (the shell is :func:`reconnecting`)."""
+
+    duration_s: float | None
+    policy: ReconnectPolicy = field(default_factory=ReconnectPolicy)
+    consumed_s: float = 0.0  # media seconds delivered by all connections so far
+    failures: int = 0  # consecutive reconnect attempts that delivered nothing
+    reconnects: int = 0  # reconnect attempts made, in total
+
+    def remaining_s(self) -> float | None:
+        return None if self.duration_s is None else max(0.0, self.duration_s - self.consumed_s)
+
+    def stream_ended(self, nbytes: int, media_s: float, natural_end: bool) -> Next:
+        """A connection ended after delivering ``nbytes`` covering ``media_s`` seconds."""
+        self.consumed_s += media_s
+        if natural_end:
+            return Next("done")
+        rem = self.remaining_s()
+        if rem is not None and rem <= self.policy.end_slack_s:
+            return Next("done")  # the source stopped where it was asked to
+        if nbytes > 0:
+            self.failures = 0
+        else:
+            self.failures += 1
+        return self._next()
+
+    def open_failed(self) -> Next:
+        self.failures += 1
+        return self._next()
+
+    def _next(self) -> Next:
+        p = self.policy
+        if self.failures >= p.max_attempts:
+            return Next("give_up", attempt=self.failures)
+        self.reconnects += 1
+        delay = min(p.backoff_s * (2**self.failures), p.max_backoff_s)
+        return Next("reconnect", attempt=self.failures + 1, delay_s=delay, request_s=self.remaining_s())
+
+
+@dataclass
+class Connection:
+    """One open live stream: its reads, and whether it ended by itself (a complete finite body)."""
+
+    reads: Iterator[bytes]
+    natural_end: Callable[[], bool] = lambda: False
+    end_reason: Callable[[], str] = lambda: "eof"
+    close: Callable[[], None] = lambda: None
+
+
+def reconnecting(
+    first: Connection,
+    reopen: Callable[[float | None], Connection],
+    *,
+    what: str,
+    duration_s: float | None = None,
+    policy: ReconnectPolicy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[bytes]:
+    """Bytes of ``first`` and then of each reopened connection until the duration is delivered.
+
+    Each reopen asks for the seconds still owed. What the device sends after a reconnect does
+    not continue the old bytes: the chunker sees the splice, drops the chunk(s) touching it and
+    numbers later chunks from their own PTS, so the gap shows downstream as a discontinuity.
+    """
+    plan = ReconnectPlan(duration_s, policy or ReconnectPolicy())
+    limit = plan.policy.max_attempts
+    conn: Connection | None = first
+    last_error: EcError | None = None
+    try:
+        while True:
+            if conn is None:  # the last reopen raised
+                nxt = plan.open_failed()
+                if nxt.action == "reconnect":
+                    log.warning(
+                        "reconnect to %s failed: %s; retrying (attempt %d/%d) in %.1f s",
+                        *(what, last_error, nxt.attempt, limit, nxt.delay_s),
+                    )
+            else:
+                clock = MediaClock()
+                nbytes = 0
+                t0 = time.monotonic()
+                for data in conn.reads:
+                    nbytes += len(data)
+                    clock.feed(data)
+                    yield data
+                wall = time.monotonic() - t0
+                reason = conn.end_reason()
+                conn.close()
+                natural = conn.natural_end()
+                conn = None
+                last_error = None
+                # wall time too: a source without PCRs (or a stalled one) still uses up the duration
+                nxt = plan.stream_ended(nbytes, max(clock.seconds, wall), natural)
+                if nxt.action == "reconnect":
+                    log.warning(
+                        "%s closed the stream after %.1f MB (%s, %.1f s of media); "
+                        "reconnecting (attempt %d/%d) in %.1f s",
+                        *(what, nbytes / 1e6, reason, clock.seconds, nxt.attempt, limit, nxt.delay_s),
+                    )
+            if nxt.action == "done":
+                if plan.reconnects:
+                    log.info("%s: %.1f s of media over %d reconnects", what, plan.consumed_s, plan.reconnects)
+                return
+            if nxt.action == "give_up":
+                if last_error is None:
+                    raise UnreachableError(f"{what}: gave up after {limit} reconnects that sent nothing")
+                raise type(last_error)(f"{what}: gave up after {limit} failed reconnects: {last_error}")
+            sleep(nxt.delay_s)
+            try:
+                conn = reopen(nxt.request_s)
+            except EcError as e:
+                last_error = e
+                continue
+            log.info("%s: reconnected (attempt %d)", what, nxt.attempt)
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def _hdhr_connection(stream: HdhrStream) -> Connection:
+    return Connection(stream, end_reason=lambda: stream.end_reason or "eof", close=stream.close)
+
+
+def open_hdhr(
+    host: str, channel: str, duration_s: float | None = None, policy: ReconnectPolicy | None = None
+) -> Iterator[bytes]:
+    """A tuner's stream, reopened (busy retries included) whenever the device ends it early.
+
+    The first open is eager so that an unknown channel, no signal or all tuners busy surface
+    as the caller's error before any byte is read.
+    """
+    from ec_node.hdhr.client import HdhrClient
+
+    client = HdhrClient(host)
+    first = _hdhr_connection(client.open_stream(channel, duration_s))
+    what = f"tuner {client.where} channel {channel}"
+    return reconnecting(
+        first,
+        lambda request_s: _hdhr_connection(client.open_stream(channel, request_s)),
+        what=what,
+        duration_s=duration_s,
+        policy=policy,
+    )
+
+
+URL_BUSY_RETRIES = 5
+URL_BUSY_BACKOFF_S = 1.0
+URL_MAX_BACKOFF_S = 10.0
+
+
+def _open_url(
+    url: str,
+    deadline_s: float | None,
+    *,
+    busy_retries: int = URL_BUSY_RETRIES,
+    backoff_s: float = URL_BUSY_BACKOFF_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Connection:
+    """GET ``url``. A 503 (an HDHomeRun's "all tuners busy") is retried with backoff."""
+    import http.client
     import urllib.error
     import urllib.request
 
-    from ec_node.errors import UnreachableError
+    from ec_node.hdhr.api import StreamVerdict, classify_stream_response, describe_error
 
-    try:
-        resp = urllib.request.urlopen(url, timeout=15)
-    except urllib.error.HTTPError as e:
-        raise BadInputError(f"{url}: HTTP {e.code} {e.reason}") from None
-    except (urllib.error.URLError, OSError) as e:
-        raise UnreachableError(f"{url}: {getattr(e, 'reason', e)}") from None
-    with resp:
-        deadline = None if duration_s is None else time.monotonic() + duration_s
+    attempt = 0
+    while True:
+        try:
+            resp = urllib.request.urlopen(url, timeout=15)
+            break
+        except urllib.error.HTTPError as e:
+            header = e.headers.get("X-HDHomeRun-Error") if e.headers else None
+            e.close()
+            verdict, code = classify_stream_response(e.code, header)
+            if e.code != 503 or verdict is not StreamVerdict.BUSY:
+                raise BadInputError(f"{url}: HTTP {e.code} {e.reason}") from None
+            what = describe_error(code, header) if header else "HTTP 503"
+            if attempt >= busy_retries:
+                raise TunerBusyError(f"{url}: still busy after {busy_retries} retries ({what})") from None
+            delay = min(backoff_s * (2**attempt), URL_MAX_BACKOFF_S)
+            attempt += 1
+            log.warning("%s busy (%s); retry %d/%d in %.1f s", url, what, attempt, busy_retries, delay)
+            sleep(delay)
+        except (urllib.error.URLError, OSError) as e:
+            raise UnreachableError(f"{url}: {getattr(e, 'reason', e)}") from None
+
+    state = {"reason": "eof", "complete": False}
+
+    def reads() -> Iterator[bytes]:
+        deadline = None if deadline_s is None else time.monotonic() + deadline_s
         while True:
             try:
                 data = resp.read1(READ_SIZE)
-            except OSError:
-                return  # the server closing mid-body is an end of stream
+            except (OSError, http.client.HTTPException) as e:
+                state["reason"] = f"reset: {e}"  # the server closing mid-body is an end of stream
+                return
             if not data:
+                # a body of known length read in full (or a chunked body's last chunk) is a finite
+                # resource that ended; a close-delimited body is a live stream that was cut
+                state["complete"] = resp.length == 0 or bool(getattr(resp, "chunked", False))
                 return
             yield data
             if deadline is not None and time.monotonic() >= deadline:
+                state["reason"], state["complete"] = "duration reached", True
                 return
+
+    return Connection(
+        reads(),
+        natural_end=lambda: bool(state["complete"]),
+        end_reason=lambda: str(state["reason"]),
+        close=resp.close,
+    )
+
+
+def read_url(url: str, duration_s: float | None = None, policy: ReconnectPolicy | None = None) -> Iterator[bytes]:
+    """An HTTP(S) TS stream, reopened when a live (close-delimited) body ends early.
+
+    ``duration_s`` is enforced here by the wall clock, across reconnects.
+    """
+    first = _open_url(url, duration_s)
+    return reconnecting(
+        first, lambda request_s: _open_url(url, request_s), what=url, duration_s=duration_s, policy=policy
+    )
 
 
 def open_source(spec: str, duration_s: float | None = None) -> Iterator[bytes]:
-    """Bytes of the source, as they arrive."""
+    """Bytes of the source, as they arrive. Live sources (hdhr, URL) reconnect when cut."""
     s = parse_source(spec)
     if s.kind == "stdin":
         return read_stdin()
@@ -111,10 +390,8 @@ def open_source(spec: str, duration_s: float | None = None) -> Iterator[bytes]:
         return read_file(Path(s.locator))
     if s.kind == "url":
         return read_url(s.locator, duration_s)
-    from ec_node.hdhr.client import HdhrClient
-
     assert s.host is not None and s.channel is not None
-    return HdhrClient(s.host).open_stream(s.channel, duration_s)
+    return open_hdhr(s.host, s.channel, duration_s)
 
 
 def pace_by_pcr(reads: Iterable[bytes], speed: float = 1.0) -> Iterator[bytes]:
@@ -182,4 +459,19 @@ def chunks_of(reads: Iterable[bytes], chunk_ms: int, name: str = "input") -> Ite
     yield from g.flush()
 
 
-__all__ = ["SourceSpec", "parse_source", "open_source", "pace_by_pcr", "chunks_of", "GuardedChunker"]
+__all__ = [
+    "SourceSpec",
+    "parse_source",
+    "open_source",
+    "open_hdhr",
+    "read_url",
+    "reconnecting",
+    "Connection",
+    "MediaClock",
+    "Next",
+    "ReconnectPlan",
+    "ReconnectPolicy",
+    "pace_by_pcr",
+    "chunks_of",
+    "GuardedChunker",
+]

@@ -1,14 +1,19 @@
 """The subscriber's decisions, without I/O: which objects become HLS segments, and when to stop.
 
-Feed it manifest frames and object frames as they arrive from any peer; it answers with
-segments to write and events to report. With ``require_manifest`` nothing reaches the output
-unless a trusted manifest vouches for it (the shared :class:`Verifier` decides); objects that
-arrive before their manifest wait in the verifier's bounded buffer.
+Feed it manifest frames and object frames as they arrive from any peer; it answers with segments
+to write (in chunk-index order), peers to drop, and events to report. With ``require_manifest``
+nothing reaches the output unless a trusted manifest vouches for it (the shared
+:class:`Verifier` decides); objects that arrive before their manifest wait in the verifier's
+bounded buffer. Accepted chunks wait in a small reorder buffer until every earlier index is
+written, known absent (a manifest says the window produced no chunk), or given up on after
+``reorder_s``, so that several peers at different positions never cause a lost or repeated
+segment.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,10 +21,24 @@ from ec_node.errors import ExitCode
 from ec_node.integrity.aead import StreamCipher
 from ec_node.integrity.errors import IntegrityRejection, RejectReason
 from ec_node.integrity.objects import check_object_stream, open_object
-from ec_node.integrity.verifier import AcceptedObject, DroppedObject, Verdict, Verifier
+from ec_node.integrity.verifier import AcceptedObject, DroppedObject, SlotState, Verdict, Verifier
 from ec_node.ts.chunker import measure_duration_ms
 
 log = logging.getLogger(__name__)
+
+# Rejections that prove a peer served something false. Others (no manifest yet, buffer full, stale)
+# are about timing, not honesty, and neither count against --max-invalid-chunks nor penalize a peer.
+INVALID_REASONS = frozenset(
+    {
+        RejectReason.MALFORMED,
+        RejectReason.TOO_LARGE,
+        RejectReason.BAD_AEAD,
+        RejectReason.HASH_MISMATCH,
+        RejectReason.BAD_PROOF,
+        RejectReason.WRONG_STREAM,
+        RejectReason.META_MISMATCH,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -32,10 +51,11 @@ class SegmentOut:
 
 @dataclass
 class Step:
-    """The result of one input: segments to write (in order) and events to report."""
+    """The result of one input: segments to write (in order), peers to drop, events to report."""
 
     segments: list[SegmentOut] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    drop_peers: list[str] = field(default_factory=list)
     exit: ExitCode | None = None
     exit_reason: str = ""
 
@@ -46,6 +66,15 @@ class SubscribeOptions:
     max_invalid: int | None = None  # None = unlimited
     stop_after: int | None = None
     chunk_ms: int = 2000
+    reorder_s: float = 4.0  # how long a missing earlier index may hold back later ones
+    max_peer_rejections: int = 3  # a peer serving more invalid objects than this is dropped
+    max_ready: int = 64  # accepted chunks held for reordering (bounded memory)
+
+
+@dataclass
+class _Ready:
+    data: bytes
+    received_at: float
 
 
 class SubscribeCore:
@@ -56,14 +85,21 @@ class SubscribeCore:
         self._cipher = StreamCipher(stream_id, stream_key)
         self.written = 0
         self.last_written: int | None = None
-        self.rejected = 0
+        self.rejected = 0  # invalid objects (what --max-invalid-chunks limits)
+        self.dropped = 0  # objects given up for timing reasons (no manifest in time, buffer full)
         self.manifests = 0
         self.done: ExitCode | None = None
+        self.peer_rejections: Counter[str] = Counter()
+        self.dropped_peers: set[str] = set()
         self._arrived: dict[int, float] = {}  # chunk index -> arrival time, until written
+        self._ready: dict[int, _Ready] = {}
+        self._next: int | None = None  # the index the output waits for
+        self._hole_since: float | None = None
         self._now = 0.0
 
     # ------------------------------------------------------------------ inputs
-    def on_manifest(self, data: bytes, peer: str = "") -> Step:
+    def on_manifest(self, data: bytes, peer: str = "", now: float = 0.0) -> Step:
+        self._now = now
         step = Step()
         d = self.verifier.add_manifest(data)
         if d.verdict is Verdict.ACCEPTED:
@@ -79,37 +115,52 @@ class SubscribeCore:
             step.events.append(
                 {"event": "manifest_rejected", "reason": d.reason.value, "detail": d.detail, "peer": peer}
             )
-        self._released(d.released, step)
+        self._accepted(d.released)
         self._dropped(d.dropped, step, peer)
         return self._settle(step)
 
     def on_object(self, data: bytes, peer: str = "", now: float = 0.0) -> Step:
-        step = Step()
         self._now = now
+        step = Step()
         if not self.opts.require_manifest:
             self._unverified(data, step, peer)
             return self._settle(step)
         d = self.verifier.add_object(data)
         if d.chunk_index is not None and d.verdict in (Verdict.PENDING, Verdict.ACCEPTED):
-            if len(self._arrived) > 4 * self.verifier.max_pending_objects:
+            if len(self._arrived) > 4 * self.verifier.max_pending_objects + self.opts.max_ready:
                 self._arrived.clear()  # bounded: figures only
             self._arrived.setdefault(d.chunk_index, now)
         if d.verdict is Verdict.REJECTED:
             assert d.reason is not None
             self._reject(d.chunk_index, d.reason, d.detail, peer, step)
-        self._released(d.released, step)
+        self._accepted(d.released)
         self._dropped(d.dropped, step, peer)
         return self._settle(step)
 
+    def tick(self, now: float) -> Step:
+        """Time passes: a hole held open too long is given up."""
+        self._now = now
+        return self._settle(Step())
+
     def on_objects_ended(self) -> Step:
-        """The objects peer finished its track: whatever still waits for a manifest now decides."""
-        return self._settle(Step(), ended=True)
+        """No more objects will come: flush what is ready, then decide how the run ended."""
+        step = Step()
+        self._flush(step, final=True)
+        return self._settle(step, ended=True)
 
     def on_manifests_gone(self) -> Step:
         """No more manifests will come: buffered objects can never be vouched for."""
         step = Step()
         self._dropped(self.verifier.drop_pending(), step, "")
         return self._settle(step)
+
+    @property
+    def holding(self) -> bool:
+        """Chunks are accepted but held back waiting for an earlier index."""
+        return bool(self._ready)
+
+    def penalty(self, peer: str) -> int:
+        return self.peer_rejections[peer]
 
     # ------------------------------------------------------------------ internals
     def _unverified(self, data: bytes, step: Step, peer: str) -> None:
@@ -120,49 +171,87 @@ class SubscribeCore:
         except IntegrityRejection as e:
             self._reject(None, e.reason, e.detail, peer, step)
             return
-        self._emit(opened.meta.chunk_index, opened.plaintext, step)
+        i = opened.meta.chunk_index
+        if i in self._ready or (self.last_written is not None and i <= self.last_written):
+            return  # a copy from another peer: already have it
+        self._arrived.setdefault(i, self._now)
+        self._ready[i] = _Ready(opened.plaintext, self._arrived.pop(i, self._now))
 
-    def _released(self, accepted: tuple[AcceptedObject, ...], step: Step) -> None:
-        for a in sorted(accepted, key=lambda a: a.chunk_index):
+    def _accepted(self, accepted: tuple[AcceptedObject, ...]) -> None:
+        for a in accepted:
             assert a.plaintext is not None
-            self._emit(a.chunk_index, a.plaintext, step)
+            i = a.chunk_index
+            if self.last_written is not None and i <= self.last_written:
+                continue
+            self._ready[i] = _Ready(a.plaintext, self._arrived.pop(i, self._now))
 
-    def _emit(self, index: int, plaintext: bytes, step: Step) -> None:
-        if self.last_written is not None and index <= self.last_written:
-            log.info("chunk %d arrived after %d was written; not rewriting the playlist", index, self.last_written)
-            return
-        if self.opts.stop_after is not None and self.written >= self.opts.stop_after:
-            return
-        dur = measure_duration_ms(plaintext, self.opts.chunk_ms) or self.opts.chunk_ms
-        step.segments.append(SegmentOut(index, plaintext, dur, self._arrived.pop(index, self._now)))
+    def _flush(self, step: Step, final: bool = False) -> None:
+        """Write ready chunks in index order, waiting (up to reorder_s) for missing earlier ones."""
+        while self._ready:
+            if self.opts.stop_after is not None and self.written >= self.opts.stop_after:
+                self._ready.clear()
+                return
+            lo = min(self._ready)
+            if self._next is None or lo <= self._next - 1:
+                if self._next is not None:  # older than what was written: a late copy
+                    del self._ready[lo]
+                    continue
+                self._next = lo
+            if lo > self._next and not final and not self._known_absent(self._next, lo):
+                if self._hole_since is None:
+                    self._hole_since = self._now
+                held_too_long = self._now - self._hole_since >= self.opts.reorder_s
+                if not held_too_long and len(self._ready) < self.opts.max_ready:
+                    return
+                step.events.append({"event": "gap", "chunks": f"{self._next}..{lo - 1}", "reason": "not received"})
+                log.warning("chunks %d..%d never arrived; moving on", self._next, lo - 1)
+            self._hole_since = None
+            r = self._ready.pop(lo)
+            self._write(lo, r, step)
+            self._next = lo + 1
+
+    def _known_absent(self, a: int, b: int) -> bool:
+        """Do trusted manifests say indices a..b-1 produced no chunk (so nothing is missing)?"""
+        if b - a > 4096:
+            return False
+        return all(self.verifier.slot_state(i) is SlotState.ABSENT for i in range(a, b))
+
+    def _write(self, index: int, r: _Ready, step: Step) -> None:
+        dur = measure_duration_ms(r.data, self.opts.chunk_ms) or self.opts.chunk_ms
+        step.segments.append(SegmentOut(index, r.data, dur, r.received_at))
         self.written += 1
         self.last_written = index
-        step.events.append({"event": "segment", "chunk_index": index, "bytes": len(plaintext), "duration_ms": dur})
+        step.events.append({"event": "segment", "chunk_index": index, "bytes": len(r.data), "duration_ms": dur})
 
     def _dropped(self, dropped: tuple[DroppedObject, ...], step: Step, peer: str) -> None:
         for d in dropped:
-            self._reject(d.chunk_index, d.reason, d.detail, peer, step, counted_by_verifier=True)
+            self._reject(d.chunk_index, d.reason, d.detail, peer, step)
 
-    def _reject(
-        self,
-        index: int | None,
-        reason: RejectReason,
-        detail: str,
-        peer: str,
-        step: Step,
-        counted_by_verifier: bool = False,
-    ) -> None:
-        self.rejected += 1
+    def _reject(self, index: int | None, reason: RejectReason, detail: str, peer: str, step: Step) -> None:
+        invalid = reason in INVALID_REASONS
+        if invalid:
+            self.rejected += 1
+        else:
+            self.dropped += 1
         log.warning("rejected object %s from %s: %s (%s)", index, peer or "?", reason.value, detail)
         step.events.append(
             {"event": "rejected", "chunk_index": index, "reason": reason.value, "detail": detail, "peer": peer}
         )
+        if invalid and peer:
+            self.peer_rejections[peer] += 1
+            if self.peer_rejections[peer] > self.opts.max_peer_rejections and peer not in self.dropped_peers:
+                self.dropped_peers.add(peer)
+                step.drop_peers.append(peer)
+                step.events.append(
+                    {"event": "peer_dropped", "peer": peer, "rejections": self.peer_rejections[peer]}
+                )
 
     def _settle(self, step: Step, ended: bool = False) -> Step:
         o = self.opts
         if self.done is not None:
             step.exit = self.done
             return step
+        self._flush(step)
         if o.max_invalid is not None and self.rejected > o.max_invalid:
             self.done = step.exit = ExitCode.INTEGRITY
             step.exit_reason = f"{self.rejected} objects rejected (more than --max-invalid-chunks {o.max_invalid})"
