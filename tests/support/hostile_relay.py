@@ -1,11 +1,11 @@
 """A hostile availability relay: re-serves an upstream's `chunks` with forged objects mixed in.
 
-Run as a script: hostile_relay.py UPSTREAM_ADDR BROADCAST. It prints one startup JSON line
+Run as a script: hostile_relay.py UPSTREAM_ADDR BROADCAST [ATTACK,ATTACK,...]. It prints one startup JSON line
 (`endpoint_addr`, `plan`: {chunk_index: attack}) once it has taken the upstream's whole track,
 serves it, and exits on SIGTERM. Attacks: bit flip in the
 ciphertext, truncated frame, a replay of an earlier object relabelled with this index, an object
-relabelled as another stream, a flipped chunk_hash in the metadata; one each, on the objects after
-the first.
+relabelled as another stream, a flipped chunk_hash in the metadata (and, when asked, an oversized
+object or one whose length prefix announces ~4 GB); one each, on the objects after the first.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from ec_node.transport.moq_transport import MoqTransport
 from ec_node.transport.sequencing import GroupEvent
 
 ATTACKS = ["bit_flip", "truncated", "replayed", "foreign_stream", "hash_flip"]
+OVERSIZE_BYTES = 3 * 1024 * 1024
 
 
 def forge(attack: str, frame: bytes, earlier: bytes) -> bytes:
@@ -42,6 +43,10 @@ def forge(attack: str, frame: bytes, earlier: bytes) -> bytes:
         enc = Encryption(f.meta.encryption.alg, other, f.meta.encryption.nonce)
         meta = dataclasses.replace(f.meta, stream_id=other, encryption=enc)
         return encode_frame(meta, bytes(f.payload))
+    if attack == "oversized":  # a whole object far over the receiver's limit
+        return frame + bytes(OVERSIZE_BYTES)
+    if attack == "huge_length":  # a frame whose meta length prefix announces ~4 GB
+        return b"\xff\xff\xff\xf0" + frame[4:]
     if attack == "hash_flip":
         h = f.meta.chunk_hash
         meta = dataclasses.replace(f.meta, chunk_hash=("0" if h[0] != "0" else "1") + h[1:])
@@ -49,7 +54,7 @@ def forge(attack: str, frame: bytes, earlier: bytes) -> bytes:
     raise ValueError(attack)
 
 
-async def main(upstream: str, broadcast: str) -> None:
+async def main(upstream: str, broadcast: str, attacks: list[str]) -> None:
     t = MoqTransport()
     session = await t.connect(parse_endpoint_addr(upstream), 10)
     sub = await session.subscribe(broadcast, CHUNKS_TRACK)
@@ -65,8 +70,8 @@ async def main(upstream: str, broadcast: str) -> None:
     writer = listener.publish_broadcast(broadcast, [CHUNKS_TRACK])[CHUNKS_TRACK]
     plan: dict[int, str] = {}
     for k, (seq, payload) in enumerate(groups):
-        if 1 <= k <= len(ATTACKS):
-            attack = ATTACKS[k - 1]
+        if 1 <= k <= len(attacks):
+            attack = attacks[k - 1]
             plan[seq] = attack
             payload = forge(attack, payload, groups[0][1])
         writer.write_group(seq, payload)
@@ -81,4 +86,4 @@ async def main(upstream: str, broadcast: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3].split(",") if len(sys.argv) > 3 else ATTACKS))

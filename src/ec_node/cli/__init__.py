@@ -45,7 +45,7 @@ def cli(verbose: int) -> None:
 def _register() -> None:
     from importlib import import_module
 
-    for name in ("chunk", "media", "hdhr", "keys", "moq", "demo"):
+    for name in ("chunk", "media", "hdhr", "keys", "moq", "demo", "relay"):
         try:
             mod = import_module(f"ec_node.cli.{name}")
         except ModuleNotFoundError as e:  # a command group not written yet

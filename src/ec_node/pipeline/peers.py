@@ -35,7 +35,7 @@ def peer_name(addr: EndpointAddr) -> str:
 
 @dataclass
 class PeerItem:
-    kind: str  # group | gap | connected | stalled | lost | end | gone
+    kind: str  # group | too_large | gap | connected | stalled | lost | end | gone
     track: str
     peer: str
     payload: bytes = b""
@@ -173,7 +173,9 @@ class PeerLink:
                 await self._emit("connected", detail="resumed")
             if ev is None:
                 return True
-            if isinstance(ev, GroupEvent):
+            if isinstance(ev, GroupEvent) and ev.too_large:
+                await self._emit("too_large", sequence=ev.sequence, detail="group over the size limit, refused")
+            elif isinstance(ev, GroupEvent):
                 self.last_sequence = ev.sequence if self.last_sequence is None else max(self.last_sequence, ev.sequence)
                 await self._emit("group", payload=ev.payload, sequence=ev.sequence)
             elif isinstance(ev, GapEvent):

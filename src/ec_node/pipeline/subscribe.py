@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ec_node.errors import EcError, ExitCode, UsageError
-from ec_node.integrity.frames import CHUNKS_TRACK, MANIFESTS_TRACK
+from ec_node.integrity.frames import CHUNKS_TRACK, MANIFESTS_TRACK, Limits
 from ec_node.integrity.keys import derive_stream_key, parse_network_secret, parse_signer_id
 from ec_node.integrity.stream_id import validate_stream_id
 from ec_node.integrity.verifier import Verifier
@@ -55,16 +55,17 @@ class SubscribeConfig:
     manifest_timeout_s: float = 30.0
     max_peer_rejections: int = 3
     reconnect_for_s: float = 30.0
+    max_frame_mb: int = 64
 
 
 class _Exit(EcError):
     pass
 
 
-def default_transport() -> Transport:
-    from ec_node.transport.moq_transport import MoqTransport
+def default_transport(max_frame_bytes: int) -> Transport:
+    from ec_node.transport.moq_transport import MoqConfig, MoqTransport
 
-    return MoqTransport()
+    return MoqTransport(MoqConfig(max_payload_bytes=max_frame_bytes))
 
 
 class _Reporter:
@@ -90,7 +91,8 @@ async def run_subscribe(cfg: SubscribeConfig, out: TextIO = sys.stdout, transpor
         log.info("--require-manifest implies --subscribe-manifests")
 
     key = derive_stream_key(stream_id, secret)
-    verifier = Verifier(stream_id, key, trusted_signers=trusted)
+    max_frame = cfg.max_frame_mb * 1024 * 1024
+    verifier = Verifier(stream_id, key, trusted_signers=trusted, limits=Limits(max_frame_bytes=max_frame))
     chunk_s = cfg.chunk_ms / 1000
     core = SubscribeCore(
         stream_id,
@@ -106,7 +108,7 @@ async def run_subscribe(cfg: SubscribeConfig, out: TextIO = sys.stdout, transpor
         ),
     )
     sink = HlsSink(cfg.output_dir, window=cfg.hls_window, chunk_ms=cfg.chunk_ms)
-    transport = transport or default_transport()
+    transport = transport or default_transport(max_frame)
     stop = asyncio.Event()
     install_stop_signals(stop)
     report = _Reporter(out if cfg.json else None)
@@ -229,6 +231,12 @@ class _Run:
 
     def _handle(self, it: PeerItem) -> tuple[ExitCode, str] | None:
         is_objects = it.track == CHUNKS_TRACK
+        if it.kind == "too_large":
+            if is_objects:
+                return self.apply(self.core.on_oversized(it.sequence, it.peer, it.at))
+            self.report.emit({"event": "manifest_rejected", "reason": "too_large", "peer": it.peer,
+                              "detail": "manifest over the size limit, refused unread"})
+            return None
         if it.kind == "group":
             if is_objects:
                 if it.peer in self.core.dropped_peers:

@@ -137,6 +137,13 @@ class SubscribeCore:
         self._dropped(d.dropped, step, peer)
         return self._settle(step)
 
+    def on_oversized(self, sequence: int, peer: str = "", now: float = 0.0) -> Step:
+        """The transport refused a group over the size limit without reading it."""
+        self._now = now
+        step = Step()
+        self._reject(sequence, RejectReason.TOO_LARGE, "object over the size limit, refused unread", peer, step)
+        return self._settle(step)
+
     def tick(self, now: float) -> Step:
         """Time passes: a hole held open too long is given up."""
         self._now = now

@@ -66,7 +66,7 @@ from ec_node.errors import ConfigError, UnreachableError, UsageError
 from ec_node.transport.addr import EndpointAddr
 from ec_node.transport.base import NotFoundError, PeerLostError, TrackWriter
 from ec_node.transport.identity import NodeIdentity
-from ec_node.transport.sequencing import ContinuityTracker, Event
+from ec_node.transport.sequencing import ContinuityTracker, Event, GroupEvent
 
 log = logging.getLogger(__name__)
 
@@ -297,6 +297,7 @@ class MoqSubscription:
         self._ended = False
         self._error: BaseException | None = None
         self._hole_since: float | None = None
+        self._too_large: set[int] = set()  # sequences refused for size (reported once, then forgotten)
         self._reader = asyncio.create_task(self._read_loop(), name=f"moq-sub-{track_name}")
 
     def __aiter__(self) -> AsyncIterator[Event]:
@@ -314,7 +315,11 @@ class MoqSubscription:
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             if self._ready:
-                return self._ready.popleft()
+                ev = self._ready.popleft()
+                if isinstance(ev, GroupEvent) and ev.sequence in self._too_large:
+                    self._too_large.discard(ev.sequence)
+                    return GroupEvent(ev.sequence, b"", ev.backfilled, ev.late, too_large=True)
+                return ev
             if self._error is not None:
                 if self._tracker.has_hole():  # the peer is gone: no backfill, flush what we hold
                     self._ready.extend(self._tracker.apply_backfill({}))
@@ -398,7 +403,10 @@ class MoqSubscription:
                 try:
                     payload = await _read_payload(group, self._config.max_payload_bytes)
                 except ValueError as exc:
-                    log.warning("track %r group %d dropped: %s", self._name, seq, exc)
+                    # refused, but reported: the receiver penalizes peers that send oversized groups
+                    log.warning("track %r group %d refused: %s", self._name, seq, exc)
+                    self._too_large.add(seq)
+                    await self._raw.put((seq, b""))
                     continue
                 except moq.Error as exc:
                     if not _is_stream_scoped(exc):

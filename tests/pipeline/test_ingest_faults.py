@@ -1,0 +1,159 @@
+"""Ingest faults end to end: a busy tuner that frees up, a tuner that cuts the stream, junk in the TS.
+
+Real parts only: the HDHomeRun emulator over HTTP on 127.0.0.1, `ec-node moq-publish` reading
+``hdhr://`` (leader + objects in one node), `ec-node moq-subscribe --require-manifest` over QUIC,
+PyAV decoding what it wrote.
+
+What a reconnect looks like downstream: the emulator, like a re-tuned device, starts a new request
+on a fresh time base (it replays the file from its start, so PTS goes back; a real tuner's PTS
+jumps forward by the outage instead). Either way the chunk open at the cut is damaged and dropped,
+the chunker numbers later chunks in a new timeline, and the index jump becomes
+``#EXT-X-DISCONTINUITY`` in the playlist. Chunks after the reconnect are the clean chunks of the
+file, byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import m3u8
+
+from ec_node.hdhr.client import HdhrClient
+from ec_node.hdhr.emulator import HdhrEmulator
+from ec_node.probe import decode
+from ec_node.ts.chunker import Chunker, windows_per_timeline
+
+from support.procs import Node, addr_arg
+
+STRIDE = windows_per_timeline(2000)  # index distance between timelines
+WAIT_S = 60.0
+
+
+def _clean_chunks(media: Path) -> dict[int, bytes]:
+    """The file's chunks on a clean first pass, by index."""
+    ch = Chunker(2000)
+    return {c.index: c.data for c in ch.feed(media.read_bytes()) + ch.flush() if c.complete and not c.damaged}
+
+
+def _publisher(emu: HdhrEmulator, cwd: Path, duration_s: float) -> Node:
+    return Node(
+        [
+            "moq-publish", "--input", f"hdhr://127.0.0.1:{emu.http_port}/7.1", "--duration", str(duration_s),
+            "--publish-manifests", "--signing-key", str(cwd / "leader.key"), "--linger-ms", "600000",
+        ],
+        cwd,
+        "publisher",
+    )
+
+
+def _subscribe(pub: Node, cwd: Path, stop_after: int) -> tuple[m3u8.M3U8, Path, list[dict[str, object]]]:
+    st = pub.startup()
+    out = cwd / "hls"
+    with Node(
+        [
+            "moq-subscribe", "--remote", addr_arg(st), "--broadcast", st["broadcast"],
+            "--subscribe-manifests", "--require-manifest", "--trust-signer", st["signer_id"],
+            "--max-invalid-chunks", "0", "--stop-after", str(stop_after), "--output-dir", str(out), "--json",
+        ],
+        cwd,
+        "subscriber",
+    ) as s:
+        rc = s.wait()
+        assert rc == 0, s.stderr()
+        events = s.events()
+    assert events[-1]["event"] == "end" and events[-1]["rejected"] == 0, events[-1]
+    return m3u8.load(str(out / "index.m3u8")), out, events
+
+
+def _publisher_log_when(pub: Node, pattern: str) -> str:
+    """The publisher's stderr once it has logged ``pattern`` (a file, so polled; bounded by WAIT_S)."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        text = pub.stderr()
+        if re.search(pattern, text):
+            return text
+        if pub.proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"publisher never logged {pattern!r}; stderr:\n{text}")
+        time.sleep(0.05)
+
+
+def _indices(pl: m3u8.M3U8) -> list[int]:
+    return [int(s.uri[len("segment_") : -len(".ts")]) for s in pl.segments]
+
+
+def _assert_decodes(out: Path, pl: m3u8.M3U8, clean: dict[int, bytes]) -> None:
+    for seg, idx in zip(pl.segments, _indices(pl), strict=True):
+        data = (out / seg.uri).read_bytes()
+        assert data == clean[idx % STRIDE], f"segment {idx} differs from the clean chunk"
+        rep = decode(data)
+        assert rep.ok and rep.first_video_keyframe, (idx, rep.errors[:3])
+
+
+def test_busy_tuner_that_frees_up(media_mpeg2: Path, tmp_path: Path) -> None:
+    clean = _clean_chunks(media_mpeg2)
+    with HdhrEmulator(media_mpeg2, tuners=1, serve_speed=8) as emu:
+        holder = HdhrClient(f"127.0.0.1:{emu.http_port}").open_stream("7.1")  # someone else has the tuner
+        try:
+            with _publisher(emu, tmp_path, 8) as pub:
+                _publisher_log_when(pub, r"busy \(805 [^)]*\); retry 1/\d+ in")
+                assert pub.proc.poll() is None  # still backing off, not failed
+                holder.close()
+                assert emu.wait_tuners_free(WAIT_S)  # the emulator saw the holder go
+                pl, out, _ = _subscribe(pub, tmp_path, 3)
+                text = _publisher_log_when(pub, r"input ended: \d+ chunks")
+        finally:
+            holder.close()
+        assert emu.streams_served == 2  # the holder's and then the publisher's
+    idx = _indices(pl)
+    assert idx == sorted(clean)[:3]  # the first chunks of a clean run, no gap
+    assert "#EXT-X-DISCONTINUITY" not in pl.dumps()
+    _assert_decodes(out, pl, clean)
+    assert "closed the stream" not in text  # an end at --duration is not a reconnect
+
+
+def test_stream_cut_midway_reconnects_with_a_discontinuity(media_mpeg2: Path, tmp_path: Path) -> None:
+    clean = _clean_chunks(media_mpeg2)
+    with HdhrEmulator(media_mpeg2, serve_speed=4, cut_after_s=6.0) as emu:
+        with _publisher(emu, tmp_path, 12) as pub:
+            pl, out, _ = _subscribe(pub, tmp_path, 4)
+            text = _publisher_log_when(pub, r"input ended: \d+ chunks")
+        streams = emu.streams_served
+    assert streams == 2  # 12 s asked, 6 s per connection: exactly one reconnect
+    assert len(re.findall(r"closed the stream after [0-9.]+ MB \(eof, [0-9.]+ s of media\); reconnecting "
+                          r"\(attempt 1/\d+\)", text)) == 1, text
+    assert re.search(r"reconnected \(attempt 1\)", text)
+    assert re.search(r"chunk \d+ damaged in ingest \(sync or continuity loss\); dropped", text)
+    idx = _indices(pl)
+    pre, post = [i for i in idx if i < STRIDE], [i for i in idx if i >= STRIDE]
+    assert pre and post, idx
+    assert pre == sorted(clean)[: len(pre)]  # the clean run up to the chunk the cut damaged
+    assert post == [i + STRIDE for i in sorted(clean)[: len(post)]]  # the new time base, from its start
+    disc = [i for i, s in enumerate(pl.segments) if s.discontinuity]
+    assert disc == [len(pre)]  # exactly at the reconnect
+    assert pl.dumps().count("#EXT-X-DISCONTINUITY\n") == 1
+    _assert_decodes(out, pl, clean)
+
+
+def test_junk_in_the_ts_loses_only_the_damaged_chunk(media_mpeg2: Path, tmp_path: Path) -> None:
+    clean = _clean_chunks(media_mpeg2)
+    with HdhrEmulator(media_mpeg2, serve_speed=4, junk_at_s=3.0) as emu:
+        with _publisher(emu, tmp_path, 10) as pub:
+            pl, out, events = _subscribe(pub, tmp_path, 3)
+            text = _publisher_log_when(pub, r"input ended: \d+ chunks")
+        assert emu.streams_served == 1  # junk is not a reason to reconnect
+    damaged = [int(x) for x in re.findall(r"chunk (\d+) damaged in ingest", text)]
+    assert len(damaged) == 1, text
+    assert "closed the stream" not in text
+    lost = damaged[0]
+    assert lost in clean  # a chunk a clean run has
+    idx = _indices(pl)
+    assert idx == [i for i in sorted(clean) if i != lost][:3]
+    assert lost not in idx and min(idx) < lost < max(idx)  # the gap is inside the output
+    disc = [_indices(pl)[i] for i, s in enumerate(pl.segments) if s.discontinuity]
+    assert disc == [lost + 1]  # the segment after the gap starts a discontinuity
+    assert not [e for e in events if e["event"] == "rejected"]
+    _assert_decodes(out, pl, clean)
+    whole = decode(out / "index.m3u8")
+    assert whole.ok and whole.video_frames > 0, whole.errors[:3]
