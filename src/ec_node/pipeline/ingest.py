@@ -7,12 +7,13 @@ HDHomeRun stream URL), or ``hdhr://HOST[:PORT]/<GuideNumber>``.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -30,6 +31,7 @@ READ_SIZE = 256 * 1024
 NO_SYNC_LIMIT = 2 * 1024 * 1024
 NO_VIDEO_LIMIT = 16 * 1024 * 1024
 MAX_PCR_STEP_S = 2.0
+_PCR_WRAP = (1 << 33) * 300
 
 
 @dataclass(frozen=True)
@@ -126,9 +128,6 @@ class MediaClock:
                 self._last = pcr
 
 
-_PCR_WRAP = (1 << 33) * 300
-
-
 @dataclass(frozen=True)
 class ReconnectPolicy:
     """How hard to try when a live source ends early.
@@ -149,7 +148,7 @@ class ReconnectPolicy:
 class Next:
     """What to do after a connection ended: ``done``, ``reconnect`` (after ``delay_s``) or ``give_up``."""
 
-    action: str
+    action: Literal["done", "reconnect", "give_up"]
     attempt: int = 0
     delay_s: float = 0.0
     request_s: float | None = None  # seconds to ask the source for; None = no limit
@@ -176,8 +175,8 @@ class ReconnectPlan:
         rem = self.remaining_s()
         if rem is not None and rem <= self.policy.end_slack_s:
             return Next("done")  # the source stopped where it was asked to
-        if nbytes > 0:
-            self.failures = 0
+        if nbytes > 0 or self.reconnects == 0:
+            self.failures = 0  # data flowed (or this was the first connection, not a reconnect)
         else:
             self.failures += 1
         return self._next()
@@ -292,9 +291,16 @@ def open_hdhr(
     client = HdhrClient(host)
     first = _hdhr_connection(client.open_stream(channel, duration_s))
     what = f"tuner {client.where} channel {channel}"
+
+    def reopen(request_s: float | None) -> Connection:
+        # Devices take whole seconds and the client rounds up; round the remainder down instead,
+        # so the total never exceeds the duration (it falls short by less than the end slack).
+        whole = None if request_s is None else max(1, math.floor(request_s))
+        return _hdhr_connection(client.open_stream(channel, whole))
+
     return reconnecting(
         first,
-        lambda request_s: _hdhr_connection(client.open_stream(channel, request_s)),
+        reopen,
         what=what,
         duration_s=duration_s,
         policy=policy,

@@ -8,7 +8,7 @@ returned :class:`GroupWrite`s to the transport.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ec_node.integrity.aead import StreamCipher
 from ec_node.integrity.frames import CHUNKS_TRACK, MANIFESTS_TRACK
@@ -20,6 +20,7 @@ from ec_node.ts.chunker import Chunk
 log = logging.getLogger(__name__)
 
 ENCODER_PROFILE_ID = "passthrough-mpegts-v1"
+PREV_CHUNK_KEY = "prev_chunk_index"  # manifest metadata: index of the chunk before the epoch's first
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class PublishCore:
             if signer is not None
             else None
         )
+        self._prev_of: dict[int, int | None] = {}  # chunk index -> the index published before it
 
     @property
     def tracks(self) -> list[str]:
@@ -99,6 +101,9 @@ class PublishCore:
         if self.stats.last_index is not None and chunk.index <= self.stats.last_index:
             log.warning("chunk index %d not after %d; dropped", chunk.index, self.stats.last_index)
             return []
+        self._prev_of[chunk.index] = self.stats.last_index
+        while len(self._prev_of) > 4 * self.epoch_chunks + 16:  # bounded: only the open epochs matter
+            del self._prev_of[min(self._prev_of)]
         self.stats.last_index = chunk.index
         self.stats.chunks += 1
         self.stats.bytes_in += len(chunk.data)
@@ -126,6 +131,12 @@ class PublishCore:
 
     def _manifest(self, body: ManifestBody) -> GroupWrite:
         assert self.signer is not None
+        present = [body.chunk_start_index + k for k, h in enumerate(body.chunk_hashes) if h]
+        if present and present[0] in self._prev_of:
+            prev = self._prev_of[present[0]]
+            # signed link to the chunk before this epoch's first: lets subscribers tell a jump in
+            # indices (long GOP, new timeline) from chunks they missed
+            body = replace(body, metadata={**body.metadata, PREV_CHUNK_KEY: -1 if prev is None else prev})
         self.stats.manifests += 1
         m = self.signer.sign(body)
         return GroupWrite(MANIFESTS_TRACK, epoch_of(body.chunk_start_index, self.epoch_chunks), m.encode())

@@ -39,7 +39,7 @@ from ec_node.transport.identity import load_or_create_identity
 log = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 10.0
-QUEUE_ITEMS = 256
+QUEUE_ITEMS = 32  # frames in flight from all upstreams (each up to a few MB)
 
 
 @dataclass

@@ -16,6 +16,7 @@ their fault (malformed, forged, wrong stream -- not "no manifest yet" or "buffer
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -62,27 +63,31 @@ class RelayStep:
 
 
 class _Written:
-    """Sequences already written to one track, remembered in a bounded window."""
+    """Sequences already written to one track (with a digest of what), remembered in a bounded window."""
 
     def __init__(self, window: int = WRITTEN_WINDOW) -> None:
-        self._set: set[int] = set()
+        self._seen: dict[int, bytes] = {}
         self._order: deque[int] = deque()
         self._window = window
         self._floor = -1  # forgotten sequences are all <= this: treat them as written
 
     def __contains__(self, seq: int) -> bool:
-        return seq <= self._floor or seq in self._set
+        return seq <= self._floor or seq in self._seen
 
-    def add(self, seq: int) -> None:
-        self._set.add(seq)
+    def digest(self, seq: int) -> bytes | None:
+        return self._seen.get(seq)
+
+    def add(self, seq: int, digest: bytes = b"") -> None:
+        self._seen[seq] = digest
         self._order.append(seq)
         if len(self._order) > self._window:
             old = self._order.popleft()
-            self._set.discard(old)
+            self._seen.pop(old, None)
             self._floor = max(self._floor, old)
 
-    def __len__(self) -> int:
-        return len(self._set)
+
+def _digest(data: bytes | memoryview) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 @dataclass
@@ -146,6 +151,7 @@ class RelayCore:
             self._pending.setdefault(d.chunk_index, []).append(peer)
         elif d.verdict is Verdict.DUPLICATE:
             self.stats.duplicates += 1
+            self._check_duplicate(data, peer, step)
         for a in d.released:
             self._forward(a, peer, step)
         return step
@@ -200,6 +206,24 @@ class RelayCore:
             return
         self._write_object(meta.chunk_index, data, peer, step)
 
+    def _check_duplicate(self, data: bytes, peer: str, step: RelayStep) -> None:
+        """The verifier does not re-judge an index it already accepted; a late forgery is still a lie.
+
+        A copy that names another hash than the manifest is refuted outright. With the stream key,
+        sealing is deterministic (the nonce derives from index and plaintext hash), so a copy with
+        the accepted hash but other ciphertext cannot be genuine either.
+        """
+        assert self.verifier is not None
+        frame = decode_frame(data, self.limits)  # already decoded once by the verifier: cannot fail
+        idx = frame.meta.chunk_index
+        expected = self.verifier.expected_hash(idx)
+        if expected is not None and frame.meta.chunk_hash != expected:
+            self._charge(peer, RejectReason.HASH_MISMATCH, f"object {idx}: hash differs from the manifest", step)
+            return
+        accepted = self._chunks.digest(idx)
+        if not self.verifier.keyless and accepted and _digest(frame.payload) != accepted:
+            self._charge(peer, RejectReason.BAD_AEAD, f"object {idx}: ciphertext differs from the accepted copy", step)
+
     def _forward(self, a: AcceptedObject, peer: str, step: RelayStep) -> None:
         if a.chunk_index in self._chunks:
             self.stats.duplicates += 1
@@ -207,7 +231,7 @@ class RelayCore:
         self._write_object(a.chunk_index, a.frame, peer, step)
 
     def _write_object(self, index: int, frame: bytes, peer: str, step: RelayStep) -> None:
-        self._chunks.add(index)
+        self._chunks.add(index, _digest(decode_frame(frame, self.limits).payload) if self.verifier else b"")
         self.stats.objects_out += 1
         self.served_by[peer] += 1
         step.writes.append(GroupWrite(CHUNKS_TRACK, index, frame))

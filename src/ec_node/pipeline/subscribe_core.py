@@ -22,6 +22,7 @@ from ec_node.integrity.aead import StreamCipher
 from ec_node.integrity.errors import IntegrityRejection, RejectReason
 from ec_node.integrity.objects import check_object_stream, open_object
 from ec_node.integrity.verifier import AcceptedObject, DroppedObject, SlotState, Verdict, Verifier
+from ec_node.pipeline.publish_core import PREV_CHUNK_KEY
 from ec_node.ts.chunker import measure_duration_ms
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,17 @@ class SubscribeCore:
             self._next = lo + 1
 
     def _known_absent(self, a: int, b: int) -> bool:
-        """Do trusted manifests say indices a..b-1 produced no chunk (so nothing is missing)?"""
+        """Do trusted manifests say indices a..b-1 produced no chunk (so nothing is missing)?
+
+        Either every slot is listed empty, or the manifest of chunk b links it to a previous chunk
+        (``prev_chunk_index`` in its signed metadata) below a, and its own earlier slots are empty.
+        """
+        m = self.verifier.manifest_for(b)
+        start = b if m is None else m.body.chunk_start_index
+        prev = None if m is None else m.body.metadata.get(PREV_CHUNK_KEY)
+        if isinstance(prev, int) and not isinstance(prev, bool) and prev < a:
+            lo = max(a, start)
+            return all(self.verifier.slot_state(i) is SlotState.ABSENT for i in range(lo, b))
         if b - a > 4096:
             return False
         return all(self.verifier.slot_state(i) is SlotState.ABSENT for i in range(a, b))
