@@ -93,7 +93,7 @@ async def run_publish(cfg: PublishConfig, out: TextIO = sys.stdout, transport: T
     install_stop_signals(stop)
     name = "stdin" if cfg.input == "-" else cfg.input
     device_id = await asyncio.to_thread(_hdhr_device_id, cfg.input)
-    reads = open_source(cfg.input, cfg.duration_s)
+    reads = await asyncio.to_thread(open_source, cfg.input, cfg.duration_s)
     if cfg.realtime:
         reads = pace_by_pcr(reads)
     head = await asyncio.to_thread(probe, reads, cfg.chunk_ms, name)
