@@ -2,8 +2,9 @@
 
 Emulated tuner (on generated ATSC-like media) -> duration-query capture -> leader
 (manifests only) + availability publisher (objects only), both pacing the capture in real
-time -> subscriber taking objects from one and manifests from the other -> verified HLS.
-Every node is a real `ec-node` process talking MoQ over QUIC on 127.0.0.1.
+time -> a verifying relay re-serving the publisher's objects -> subscriber taking objects from
+the relay and manifests from the leader -> verified HLS. Every node is a real `ec-node` process
+talking MoQ over QUIC on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -135,14 +136,19 @@ class Demo:
                 "moq-publish", "--input", str(rec), *pace, "--publish-manifests", "--publish-chunks=false",
                 "--signing-key", str(d / "leader.key"), "--addr-file", str(d / "leader.json"),
                 "--startup-delay-ms", "1500", "--linger-ms", "600000"], follow_progress=True)
-            relay = self.spawn("relay", [
+            publisher = self.spawn("publisher", [
                 "moq-publish", "--input", str(rec), *pace, "--publish-chunks=true",
-                "--addr-file", str(d / "relay.json"), "--startup-delay-ms", "1500", "--linger-ms", "600000"],
+                "--addr-file", str(d / "publisher.json"), "--startup-delay-ms", "1500", "--linger-ms", "600000"],
                 follow_progress=True)
-            sl, sr = self.first_line(leader), self.first_line(relay)
-            self.say(f"4. leader (manifests only) {sl['endpoint_addr']['addrs'][0]} signer {sl['signer_id'][:16]}…")
-            self.say(f"5. relay (objects only)    {sr['endpoint_addr']['addrs'][0]}")
+            sl, sp = self.first_line(leader), self.first_line(publisher)
+            self.say(f"4. leader (manifests only)    {sl['endpoint_addr']['addrs'][0]} signer {sl['signer_id'][:16]}…")
+            self.say(f"   publisher (objects only)   {sp['endpoint_addr']['addrs'][0]}")
             self.say(f"   stream {sl['stream_id']}")
+            relay = self.spawn("relay", [
+                "relay", "--remote", f"@{d / 'publisher.json'}", "--remote-manifests", f"@{d / 'leader.json'}",
+                "--require-manifest", "--trust-signer", sl["signer_id"], "--addr-file", str(d / "relay.json")])
+            sr = self.first_line(relay)
+            self.say(f"5. relay (verifying, objects) {sr['endpoint_addr']['addrs'][0]}: re-serves only what verifies")
             stop = ["--stop-after", str(self.cfg.stop_after)] if self.cfg.stop_after else []
             sub = self.spawn("subscriber", [
                 "moq-subscribe", "--remote", f"@{d / 'relay.json'}", "--remote-manifests", f"@{d / 'leader.json'}",
@@ -150,12 +156,12 @@ class Demo:
                 "--trust-signer", sl["signer_id"], "--max-invalid-chunks", "0", "--output-dir", str(hls),
                 "--json", *stop])
             self.say("6. subscriber: objects from the relay, manifests from the leader, --require-manifest")
-            code = self._watch(sub, leader, relay)
+            code = self._watch(sub, leader, publisher)
         finally:
             self.stop_all()
         return self._report(hls, code)
 
-    def _watch(self, sub: _Proc, leader: _Proc, relay: _Proc) -> int:
+    def _watch(self, sub: _Proc, leader: _Proc, publisher: _Proc) -> int:
         assert sub.popen.stdout is not None
         verified = rejected = 0
         for raw in sub.popen.stdout:
@@ -165,7 +171,7 @@ class Demo:
                 verified += 1
                 self.say(
                     f"   segment {ev['chunk_index']:>6} {ev['duration_ms'] / 1000:5.2f} s {ev['bytes'] / 1e3:7.0f} KB"
-                    f" | published: {relay.counters.get('objects', 0)} objects,"
+                    f" | published: {publisher.counters.get('objects', 0)} objects,"
                     f" {leader.counters.get('manifests', 0)} manifests signed"
                     f" | verified {verified}, rejected {rejected}"
                 )
@@ -186,7 +192,7 @@ class Demo:
             self.say(f"   decode problems: {', '.join(bad)}")
         self.say("   play it:  ffplay " + str(hls / "index.m3u8"))
         self.say("             vlc " + str(hls / "index.m3u8") + "   |   mpv " + str(hls / "index.m3u8"))
-        self.say(f"   logs: {self.cfg.directory}/leader.log relay.log subscriber.log")
+        self.say(f"   logs: {self.cfg.directory}/{{leader,publisher,relay,subscriber}}.log")
         if code != 0:
             return code
         return int(ExitCode.FAILURE) if bad or not segs else 0
