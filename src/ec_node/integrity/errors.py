@@ -31,6 +31,21 @@ class RejectReason(StrEnum):
     BUFFER_FULL = "buffer_full"  # dropped from the bounded pre-manifest buffer
 
 
+#: Reasons that prove the *sender* served something false. The others (no manifest yet, buffer full,
+#: stale) are circumstance: they neither count against ``--max-invalid-chunks`` nor penalize a peer.
+PEER_FAULTS = frozenset(
+    {
+        RejectReason.MALFORMED,
+        RejectReason.TOO_LARGE,
+        RejectReason.BAD_AEAD,
+        RejectReason.HASH_MISMATCH,
+        RejectReason.BAD_PROOF,
+        RejectReason.WRONG_STREAM,
+        RejectReason.META_MISMATCH,
+    }
+)
+
+
 class IntegrityRejection(IntegrityError):
     """An object or manifest failed the acceptance policy; ``reason`` says which rule."""
 
@@ -47,4 +62,4 @@ class IntegrityFormatError(IntegrityRejection):
         super().__init__(RejectReason.TOO_LARGE if too_large else RejectReason.MALFORMED, message)
 
 
-__all__ = ["IntegrityFormatError", "IntegrityRejection", "RejectReason"]
+__all__ = ["PEER_FAULTS", "IntegrityFormatError", "IntegrityRejection", "RejectReason"]

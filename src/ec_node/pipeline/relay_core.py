@@ -21,7 +21,7 @@ import logging
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-from ec_node.integrity.errors import IntegrityRejection, RejectReason
+from ec_node.integrity.errors import PEER_FAULTS, IntegrityRejection, RejectReason
 from ec_node.integrity.frames import CHUNKS_TRACK, DEFAULT_LIMITS, MANIFESTS_TRACK, Limits, decode_frame
 from ec_node.integrity.manifest import parse_manifest
 from ec_node.integrity.objects import check_object_stream
@@ -30,18 +30,6 @@ from ec_node.pipeline.publish_core import GroupWrite
 
 log = logging.getLogger(__name__)
 
-#: Reasons that prove the *sender* served something bad; the others are circumstance.
-PEER_FAULTS = frozenset(
-    {
-        RejectReason.MALFORMED,
-        RejectReason.TOO_LARGE,
-        RejectReason.BAD_AEAD,
-        RejectReason.HASH_MISMATCH,
-        RejectReason.BAD_PROOF,
-        RejectReason.WRONG_STREAM,
-        RejectReason.META_MISMATCH,
-    }
-)
 
 #: How many written sequences per track are remembered to refuse a second write.
 WRITTEN_WINDOW = 65536
@@ -306,4 +294,4 @@ class RelayCore:
             step.dropped_peers.append(PeerDropped(peer, n, reason.value))
 
 
-__all__ = ["PEER_FAULTS", "PeerDropped", "RelayCore", "RelayStats", "RelayStep"]
+__all__ = ["PeerDropped", "RelayCore", "RelayStats", "RelayStep"]

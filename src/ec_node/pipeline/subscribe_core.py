@@ -19,7 +19,7 @@ from typing import Any
 
 from ec_node.errors import ExitCode
 from ec_node.integrity.aead import StreamCipher
-from ec_node.integrity.errors import IntegrityRejection, RejectReason
+from ec_node.integrity.errors import PEER_FAULTS, IntegrityRejection, RejectReason
 from ec_node.integrity.objects import check_object_stream, open_object
 from ec_node.integrity.verifier import AcceptedObject, DroppedObject, SlotState, Verdict, Verifier
 from ec_node.pipeline.publish_core import PREV_CHUNK_KEY
@@ -27,19 +27,6 @@ from ec_node.ts.chunker import measure_duration_ms
 
 log = logging.getLogger(__name__)
 
-# Rejections that prove a peer served something false. Others (no manifest yet, buffer full, stale)
-# are about timing, not honesty, and neither count against --max-invalid-chunks nor penalize a peer.
-INVALID_REASONS = frozenset(
-    {
-        RejectReason.MALFORMED,
-        RejectReason.TOO_LARGE,
-        RejectReason.BAD_AEAD,
-        RejectReason.HASH_MISMATCH,
-        RejectReason.BAD_PROOF,
-        RejectReason.WRONG_STREAM,
-        RejectReason.META_MISMATCH,
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -246,7 +233,7 @@ class SubscribeCore:
             self._reject(d.chunk_index, d.reason, d.detail, peer, step)
 
     def _reject(self, index: int | None, reason: RejectReason, detail: str, peer: str, step: Step) -> None:
-        invalid = reason in INVALID_REASONS
+        invalid = reason in PEER_FAULTS
         if invalid:
             self.rejected += 1
         else:
