@@ -33,6 +33,7 @@ from ec_node.transport.base import Transport
 log = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 5.0
+MAX_DEFERRED = 16  # objects from penalized peers waiting their turn
 
 
 @dataclass
@@ -242,6 +243,8 @@ class _Run:
                 if it.peer in self.core.dropped_peers:
                     return None
                 if self.core.penalty(it.peer):  # a peer that lied before waits its turn
+                    if len(self.deferred) >= MAX_DEFERRED:  # bounded: a flooding liar loses its oldest
+                        self.deferred.pop(0)
                     self.deferred.append((it.at + self.cfg.chunk_ms / 4000, it))
                     return None
                 return self.apply(self.core.on_object(it.payload, it.peer, it.at))
