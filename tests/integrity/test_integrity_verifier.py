@@ -57,7 +57,7 @@ def test_object_first_is_buffered_then_released(
         make_manifest(0, {i: o.meta.chunk_hash for i, o in enumerate(objs) if i != 2}, epoch_chunks=4).encode()
     )
     assert [a.chunk_index for a in d.released] == [0, 1, 3]
-    assert [(x.chunk_index, x.reason) for x in d.dropped] == [(2, RejectReason.HASH_MISMATCH)]
+    assert [(x.chunk_index, x.reason) for x in d.dropped] == [(2, RejectReason.NOT_LISTED)]
     assert v.pending_count == 0 and v.pending_bytes == 0
     assert v.slot_state(2) is SlotState.ABSENT and v.slot_state(1) is SlotState.PRESENT
     assert v.slot_state(4) is SlotState.UNKNOWN

@@ -65,3 +65,14 @@ def test_unwritable_directory(tmp_path):
     f.write_text("x")
     with pytest.raises(OutputError):
         HlsSink(f / "sub")
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(1000, 3499), min_size=1, max_size=20))
+def test_target_duration_is_fixed_for_chunks_within_one_gop_of_the_window(durations):
+    sink_playlist = Playlist(min_target_s=3)  # what HlsSink sets for chunk_ms=2000
+    targets = set()
+    for i, d in enumerate(durations):
+        sink_playlist.add(i, d)
+        targets.add(m3u8.loads(sink_playlist.render()).target_duration)
+    assert targets == {3}  # RFC 8216 6.2.1: it never changes

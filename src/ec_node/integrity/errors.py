@@ -20,6 +20,7 @@ class RejectReason(StrEnum):
     HASH_MISMATCH = "hash_mismatch"  # plaintext hash differs from meta / manifest hash
     BAD_PROOF = "bad_proof"  # Merkle proof does not lead to the manifest root
     NO_MANIFEST = "no_manifest"  # no usable manifest covers the chunk (and buffering is not possible)
+    NOT_LISTED = "not_listed"  # the covering manifest lists no chunk at this index (slot "")
     BAD_MANIFEST_ID = "bad_manifest_id"  # body does not hash to manifest_id
     BAD_MERKLE_ROOT = "bad_merkle_root"  # merkle_root does not match chunk_hashes
     BAD_SIGNATURE = "bad_signature"  # no signature verifies

@@ -393,8 +393,15 @@ class EpochAssembler:
             metadata=self.metadata,
         )
 
-    def add_chunk(self, chunk_index: int, chunk_hash: str, now_ms: int) -> list[ManifestBody]:
-        """Record a chunk; return bodies (in epoch order) for every epoch this closes."""
+    def add_chunk(
+        self, chunk_index: int, chunk_hash: str, now_ms: int, *, intact: bool = True
+    ) -> list[ManifestBody]:
+        """Record a chunk; return bodies (in epoch order) for every epoch this closes.
+
+        ``intact=False`` means the caller did not see the stream intact since its previous chunk
+        (damage, a reconnect): epochs in between are then left unsigned rather than declared empty,
+        since "no chunk here" would be a claim the leader cannot make.
+        """
         ep = epoch_of(chunk_index, self.epoch_chunks)
         out: list[ManifestBody] = []
         if self._epoch is None:
@@ -402,9 +409,12 @@ class EpochAssembler:
         if ep < self._epoch:
             raise ValueError(f"chunk {chunk_index} belongs to epoch {ep}, already closed")
         if ep > self._epoch:
-            out.append(self._body(self._epoch, self._slots, now_ms))
+            if self._slots or intact:
+                out.append(self._body(self._epoch, self._slots, now_ms))
             gap = ep - self._epoch - 1
-            if gap > self.max_gap_epochs:
+            if not intact:
+                log.info("stream not seen intact before chunk %d: epochs in between left unsigned", chunk_index)
+            elif gap > self.max_gap_epochs:
                 log.warning("chunk index jumped %d epochs; not publishing empty manifests for them", gap)
             else:
                 out.extend(self._body(e, {}, now_ms) for e in range(self._epoch + 1, ep))

@@ -56,6 +56,7 @@ class DroppedObject:
     chunk_index: int
     reason: RejectReason
     detail: str
+    source: str = ""  # who sent it (the caller's tag from add_object), so the right peer is blamed
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class _Pending:
     frame: bytes
     plaintext: bytes | None
     size: int
+    source: str = ""
 
 
 class Verifier:
@@ -245,7 +247,7 @@ class Verifier:
                 self._pending_bytes -= p.size
                 if i in self._accepted:
                     continue  # a twin was just accepted; drop silently
-                outcome = self._judge(i, p.meta, p.frame, p.plaintext, self._cover[i])
+                outcome = self._judge(i, p.meta, p.frame, p.plaintext, self._cover[i], p.source)
                 if isinstance(outcome, AcceptedObject):
                     released.append(outcome)
                 else:
@@ -271,13 +273,13 @@ class Verifier:
             for p in self._pending.pop(i):
                 self._pending_count -= 1
                 self._pending_bytes -= p.size
-                dropped.append(self._drop(i, RejectReason.STALE, "its manifest window was forgotten"))
+                dropped.append(self._drop(i, RejectReason.STALE, "its manifest window was forgotten", p.source))
         return dropped
 
     # ------------------------------------------------------------ objects
 
-    def add_object(self, data: bytes | bytearray | memoryview) -> ObjectDecision:
-        """Feed one frame of the ``chunks`` track."""
+    def add_object(self, data: bytes | bytearray | memoryview, source: str = "") -> ObjectDecision:
+        """Feed one frame of the ``chunks`` track; ``source`` tags it (a peer) in later drops."""
         try:
             frame = decode_frame(data, self.limits)
             meta = frame.meta
@@ -298,13 +300,15 @@ class Verifier:
         raw = data if isinstance(data, bytes) else bytes(data)
         manifest = self._cover.get(idx)
         if manifest is not None:
-            outcome = self._judge(idx, meta, raw, plaintext, manifest)
+            outcome = self._judge(idx, meta, raw, plaintext, manifest, source)
             if isinstance(outcome, AcceptedObject):
                 return ObjectDecision(Verdict.ACCEPTED, idx, released=(outcome,))
             return ObjectDecision(Verdict.REJECTED, idx, outcome.reason, outcome.detail)
-        return self._buffer(idx, meta, raw, plaintext)
+        return self._buffer(idx, meta, raw, plaintext, source)
 
-    def _buffer(self, idx: int, meta: ObjectMeta, raw: bytes, plaintext: bytes | None) -> ObjectDecision:
+    def _buffer(
+        self, idx: int, meta: ObjectMeta, raw: bytes, plaintext: bytes | None, source: str = ""
+    ) -> ObjectDecision:
         for p in self._pending.get(idx, ()):
             if p.meta.chunk_hash == meta.chunk_hash:
                 return ObjectDecision(Verdict.DUPLICATE, idx)
@@ -325,8 +329,10 @@ class Verifier:
                 del self._pending[top]
             self._pending_count -= 1
             self._pending_bytes -= victim.size
-            dropped.append(self._drop(top, RejectReason.BUFFER_FULL, "evicted from the pre-manifest buffer"))
-        self._pending.setdefault(idx, []).append(_Pending(idx, meta, raw, plaintext, size))
+            dropped.append(
+                self._drop(top, RejectReason.BUFFER_FULL, "evicted from the pre-manifest buffer", victim.source)
+            )
+        self._pending.setdefault(idx, []).append(_Pending(idx, meta, raw, plaintext, size, source))
         self._pending_count += 1
         self._pending_bytes += size
         return ObjectDecision(Verdict.PENDING, idx, dropped=tuple(dropped))
@@ -340,11 +346,11 @@ class Verifier:
             for p in self._pending.pop(i):
                 self._pending_count -= 1
                 self._pending_bytes -= p.size
-                dropped.append(self._drop(i, RejectReason.NO_MANIFEST, "no manifest arrived"))
+                dropped.append(self._drop(i, RejectReason.NO_MANIFEST, "no manifest arrived", p.source))
         return tuple(dropped)
 
     def _judge(
-        self, idx: int, meta: ObjectMeta, raw: bytes, plaintext: bytes | None, manifest: Manifest
+        self, idx: int, meta: ObjectMeta, raw: bytes, plaintext: bytes | None, manifest: Manifest, source: str = ""
     ) -> AcceptedObject | DroppedObject:
         body = manifest.body
         reason: RejectReason | None = None
@@ -359,21 +365,23 @@ class Verifier:
             reason, detail = RejectReason.BAD_PROOF, "chunk_proof does not reach the manifest root"
         elif body.chunk_hashes:
             expected = body.slot(idx)
-            if expected != meta.chunk_hash:
-                reason = RejectReason.HASH_MISMATCH
-                detail = "manifest lists no chunk at this index" if expected == "" else "hash differs from manifest"
+            if expected == "":
+                # not proof of a lie: the leader may simply not have seen this window intact
+                reason, detail = RejectReason.NOT_LISTED, "manifest lists no chunk at this index"
+            elif expected != meta.chunk_hash:
+                reason, detail = RejectReason.HASH_MISMATCH, "hash differs from manifest"
         elif meta.chunk_proof is None:
             reason, detail = RejectReason.BAD_PROOF, "root-only manifest and the object carries no chunk_proof"
         if reason is not None:
-            return self._drop(idx, reason, f"object {idx}: {detail}")
+            return self._drop(idx, reason, f"object {idx}: {detail}", source)
         self._accepted.add(idx)
         self.accepted_objects += 1
         return AcceptedObject(idx, meta, raw, plaintext, manifest.manifest_id)
 
-    def _drop(self, idx: int, reason: RejectReason, detail: str) -> DroppedObject:
+    def _drop(self, idx: int, reason: RejectReason, detail: str, source: str = "") -> DroppedObject:
         self._obj_rej[reason] += 1
         log.debug("object %d rejected (%s): %s", idx, reason.value, detail)
-        return DroppedObject(idx, reason, detail)
+        return DroppedObject(idx, reason, detail, source)
 
     def _reject_object(
         self, idx: int | None, reason: RejectReason, detail: str, dropped: tuple[DroppedObject, ...] = ()

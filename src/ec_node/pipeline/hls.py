@@ -8,12 +8,15 @@ playlist names it, and the playlist itself is replaced atomically.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ec_node.errors import OutputError
+
+log = logging.getLogger(__name__)
 
 
 def segment_name(index: int) -> str:
@@ -52,8 +55,13 @@ class Playlist:
         self._next_sequence += 1
         self._last_index = index
         self.segments.append(seg)
-        # The target duration must never change during the run, only grow if it must to stay valid.
-        self._target = max(self._target, self.min_target_s, math.ceil(duration_ms / 1000))
+        # RFC 8216 6.2.1: the target duration must not change. It starts with room for a chunk's
+        # +-one-GOP variation (min_target_s); only a segment that would otherwise break the rule
+        # (EXTINF rounded > target, e.g. a GOP longer than the chunk window) raises it, with a warning.
+        need = int(duration_ms / 1000 + 0.5)  # RFC 8216 rounds to the nearest integer (half up)
+        if self._target and need > self._target:
+            log.warning("segment %d lasts %.3f s: raising EXT-X-TARGETDURATION to %d", index, duration_ms / 1000, need)
+        self._target = max(self._target, self.min_target_s, need)
         gone: list[Segment] = []
         while self.window and len(self.segments) > self.window:
             old = self.segments.pop(0)
@@ -76,7 +84,7 @@ class Playlist:
         if self.discontinuity_sequence:
             lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{self.discontinuity_sequence}")
         if self.window == 0:
-            lines.append("#EXT-X-PLAYLIST-TYPE:EVENT" if not self.ended else "#EXT-X-PLAYLIST-TYPE:VOD")
+            lines.append("#EXT-X-PLAYLIST-TYPE:EVENT")  # EVENT stays EVENT: only ENDLIST is added at the end
         lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
         for i, s in enumerate(self.segments):
             if s.discontinuity and i > 0:
@@ -114,7 +122,8 @@ class HlsSink:
 
     def __init__(self, directory: Path, window: int = 0, chunk_ms: int = 2000) -> None:
         self.dir = prepare_dir(directory)
-        self.playlist = Playlist(window=window, min_target_s=max(1, math.ceil(chunk_ms / 1000)))
+        # chunks are chunk_ms +- one GOP (PROTOCOL.md section 1): 1.5x the window covers GOPs up to half a window
+        self.playlist = Playlist(window=window, min_target_s=max(1, math.ceil(1.5 * chunk_ms / 1000)))
         self.written = 0
 
     @property

@@ -77,6 +77,7 @@ class PublishCore:
             else None
         )
         self._prev_of: dict[int, int | None] = {}  # chunk index -> the index published before it
+        self._broken = False  # a damaged or cut chunk since the last published one
 
     @property
     def tracks(self) -> list[str]:
@@ -90,20 +91,25 @@ class PublishCore:
     def on_chunk(self, chunk: Chunk, now_ms: int) -> list[GroupWrite]:
         if not chunk.complete:
             # the tail at end of input ends wherever this node's input ended: other nodes differ
+            self._broken = True
             self.stats.incomplete_dropped += 1
             log.info("chunk %d not ended by a cut point (end of input); not published", chunk.index)
             return []
         if chunk.damaged:
-            # a chunk we saw damaged differs from every other node's copy: never sign or serve it
+            # a chunk we saw damaged differs from every other node's copy: never sign or serve it,
+            # and never claim its window was empty
+            self._broken = True
             self.stats.damaged_dropped += 1
             log.warning("chunk %d damaged in ingest (sync or continuity loss); dropped", chunk.index)
             return []
         if self.stats.last_index is not None and chunk.index <= self.stats.last_index:
             log.warning("chunk index %d not after %d; dropped", chunk.index, self.stats.last_index)
             return []
-        self._prev_of[chunk.index] = self.stats.last_index
+        intact = not self._broken and self.stats.last_index is not None
+        self._prev_of[chunk.index] = self.stats.last_index if intact else None
         while len(self._prev_of) > 4 * self.epoch_chunks + 16:  # bounded: only the open epochs matter
             del self._prev_of[min(self._prev_of)]
+        self._broken = False
         self.stats.last_index = chunk.index
         self.stats.chunks += 1
         self.stats.bytes_in += len(chunk.data)
@@ -117,7 +123,7 @@ class PublishCore:
         )
         out: list[GroupWrite] = []
         if self._epochs is not None and self.signer is not None:
-            for body in self._epochs.add_chunk(chunk.index, sealed.meta.chunk_hash, now_ms):
+            for body in self._epochs.add_chunk(chunk.index, sealed.meta.chunk_hash, now_ms, intact=intact):
                 out.append(self._manifest(body))
         if self.publish_chunks:
             out.append(GroupWrite(CHUNKS_TRACK, chunk.index, sealed.frame))
@@ -132,11 +138,12 @@ class PublishCore:
     def _manifest(self, body: ManifestBody) -> GroupWrite:
         assert self.signer is not None
         present = [body.chunk_start_index + k for k, h in enumerate(body.chunk_hashes) if h]
-        if present and present[0] in self._prev_of:
-            prev = self._prev_of[present[0]]
-            # signed link to the chunk before this epoch's first: lets subscribers tell a jump in
-            # indices (long GOP, new timeline) from chunks they missed
-            body = replace(body, metadata={**body.metadata, PREV_CHUNK_KEY: -1 if prev is None else prev})
+        prev = self._prev_of.get(present[0]) if present else None
+        if prev is not None:
+            # signed link to the chunk before this epoch's first, given only when the leader saw the
+            # stream intact in between: lets subscribers tell a jump in indices (long GOP, new
+            # timeline) from chunks they missed
+            body = replace(body, metadata={**body.metadata, PREV_CHUNK_KEY: prev})
         self.stats.manifests += 1
         m = self.signer.sign(body)
         return GroupWrite(MANIFESTS_TRACK, epoch_of(body.chunk_start_index, self.epoch_chunks), m.encode())

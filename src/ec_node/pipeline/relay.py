@@ -121,7 +121,7 @@ async def run_relay(cfg: RelayConfig, out: TextIO = sys.stdout, transport: Trans
     verifier = None
     if cfg.require_manifest:
         key = None if cfg.keyless else derive_stream_key(stream_id, secret)
-        verifier = Verifier(stream_id, key, trusted_signers=trusted)
+        verifier = Verifier(stream_id, key, trusted_signers=trusted, max_retained_slots=8192)
     core = RelayCore(stream_id, verifier, max_peer_rejections=cfg.max_peer_rejections)
     tracks = [CHUNKS_TRACK] + ([MANIFESTS_TRACK] if man_addr is not None else [])
 
@@ -244,7 +244,12 @@ class _Shell:
 
     async def handle(self, item: PeerItem) -> None:
         objects = item.track == CHUNKS_TRACK
-        if item.kind == "group":
+        if item.kind == "too_large":
+            log.warning("%s from %s: group %d over the size limit, refused", item.track, item.peer, item.sequence)
+            if objects:
+                step = self.core.on_oversized(item.sequence, item.peer)
+                await self.drop_peers(step)
+        elif item.kind == "group":
             if objects:
                 step = self.core.on_object(item.payload, item.peer)
             else:

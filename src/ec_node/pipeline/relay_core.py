@@ -120,6 +120,12 @@ class RelayCore:
         return self.verifier is not None
 
     # ------------------------------------------------------------------ inputs
+    def on_oversized(self, sequence: int, peer: str) -> RelayStep:
+        """The transport refused a group over the size limit: the sender is charged."""
+        step = RelayStep()
+        self._charge(peer, RejectReason.TOO_LARGE, f"group {sequence} over the size limit", step)
+        return step
+
     def on_object(self, data: bytes, peer: str) -> RelayStep:
         """One group of the ``chunks`` track from ``peer``."""
         step = RelayStep()

@@ -93,7 +93,8 @@ async def run_subscribe(cfg: SubscribeConfig, out: TextIO = sys.stdout, transpor
 
     key = derive_stream_key(stream_id, secret)
     max_frame = cfg.max_frame_mb * 1024 * 1024
-    verifier = Verifier(stream_id, key, trusted_signers=trusted, limits=Limits(max_frame_bytes=max_frame))
+    verifier = Verifier(stream_id, key, trusted_signers=trusted, limits=Limits(max_frame_bytes=max_frame),
+                        max_retained_slots=8192)
     chunk_s = cfg.chunk_ms / 1000
     core = SubscribeCore(
         stream_id,
@@ -302,13 +303,13 @@ class _Run:
         owed = self.core.verifier.pending_count > 0 and not self.manifests_done
         if owed and now - self.objects_done_at < self.cfg.manifest_timeout_s:
             return None
+        if not self.ever_connected:
+            return ExitCode.UNREACHABLE, "no objects peer could be reached"
         if self.core.verifier.pending_count:
             self.apply(self.core.on_manifests_gone())
         r = self.apply(self.core.on_objects_ended())
         if r:
             return r
-        if not self.ever_connected:
-            return ExitCode.UNREACHABLE, "no objects peer could be reached"
         return ExitCode.OK, "stream ended"
 
     def _status(self, now: float) -> None:

@@ -105,6 +105,10 @@ class SubscribeCore:
             )
         self._accepted(d.released)
         self._dropped(d.dropped, step, peer)
+        if d.verdict is Verdict.ACCEPTED and d.manifest is not None:
+            body = d.manifest.body
+            # objects far below what the leader now vouches for will never be covered: free their room
+            self._dropped(self.verifier.drop_pending(body.chunk_start_index - 8 * body.total_chunks), step, "")
         return self._settle(step)
 
     def on_object(self, data: bytes, peer: str = "", now: float = 0.0) -> Step:
@@ -113,7 +117,7 @@ class SubscribeCore:
         if not self.opts.require_manifest:
             self._unverified(data, step, peer)
             return self._settle(step)
-        d = self.verifier.add_object(data)
+        d = self.verifier.add_object(data, source=peer)
         if d.chunk_index is not None and d.verdict in (Verdict.PENDING, Verdict.ACCEPTED):
             if len(self._arrived) > 4 * self.verifier.max_pending_objects + self.opts.max_ready:
                 self._arrived.clear()  # bounded: figures only
@@ -204,6 +208,8 @@ class SubscribeCore:
             r = self._ready.pop(lo)
             self._write(lo, r, step)
             self._next = lo + 1
+            # anything still waiting for a manifest below what was written can never be used
+            self._dropped(self.verifier.drop_pending(lo + 1), step, "")
 
     def _known_absent(self, a: int, b: int) -> bool:
         """Do trusted manifests say indices a..b-1 produced no chunk (so nothing is missing)?
@@ -230,7 +236,7 @@ class SubscribeCore:
 
     def _dropped(self, dropped: tuple[DroppedObject, ...], step: Step, peer: str) -> None:
         for d in dropped:
-            self._reject(d.chunk_index, d.reason, d.detail, peer, step)
+            self._reject(d.chunk_index, d.reason, d.detail, d.source or peer, step)
 
     def _reject(self, index: int | None, reason: RejectReason, detail: str, peer: str, step: Step) -> None:
         invalid = reason in PEER_FAULTS
