@@ -316,6 +316,15 @@ class Verifier:
         if self.max_pending_objects < 1 or size > self.max_pending_bytes:
             return self._reject_object(idx, RejectReason.NO_MANIFEST, "no usable manifest and too big to buffer")
         dropped: list[DroppedObject] = []
+        # a tagged source may hold at most half the buffer, so nobody can starve the others by filling it
+        share = max(1, self.max_pending_objects // 2)
+        while source and self._source_count(source) + 1 > share:
+            top = max(i for i, ps in self._pending.items() if any(p.source == source for p in ps))
+            if top <= idx:
+                return self._reject_object(
+                    idx, RejectReason.BUFFER_FULL, "this source's share of the buffer is full", dropped=tuple(dropped)
+                )
+            dropped.append(self._evict_pending(top, source))
         while self._pending and (
             self._pending_count + 1 > self.max_pending_objects or self._pending_bytes + size > self.max_pending_bytes
         ):
@@ -324,18 +333,25 @@ class Verifier:
                 return self._reject_object(
                     idx, RejectReason.BUFFER_FULL, "pre-manifest buffer full", dropped=tuple(dropped)
                 )
-            victim = self._pending[top].pop()
-            if not self._pending[top]:
-                del self._pending[top]
-            self._pending_count -= 1
-            self._pending_bytes -= victim.size
-            dropped.append(
-                self._drop(top, RejectReason.BUFFER_FULL, "evicted from the pre-manifest buffer", victim.source)
-            )
+            dropped.append(self._evict_pending(top, None))
         self._pending.setdefault(idx, []).append(_Pending(idx, meta, raw, plaintext, size, source))
         self._pending_count += 1
         self._pending_bytes += size
         return ObjectDecision(Verdict.PENDING, idx, dropped=tuple(dropped))
+
+    def _source_count(self, source: str) -> int:
+        return sum(1 for ps in self._pending.values() for p in ps if p.source == source)
+
+    def _evict_pending(self, index: int, source: str | None) -> DroppedObject:
+        """Remove one buffered object at ``index`` (from ``source`` if given)."""
+        entries = self._pending[index]
+        pos = max(k for k, p in enumerate(entries) if source is None or p.source == source)
+        victim = entries.pop(pos)
+        if not entries:
+            del self._pending[index]
+        self._pending_count -= 1
+        self._pending_bytes -= victim.size
+        return self._drop(index, RejectReason.BUFFER_FULL, "evicted from the pre-manifest buffer", victim.source)
 
     def drop_pending(self, below_index: int | None = None) -> tuple[DroppedObject, ...]:
         """Give up on buffered objects (all, or those below an index), e.g. when manifests time out."""
