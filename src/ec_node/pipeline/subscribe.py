@@ -226,6 +226,8 @@ class _Run:
         due = [it for t, it in self.deferred if t <= now]
         self.deferred = [(t, it) for t, it in self.deferred if t > now]
         for it in due:
+            if it.peer in self.core.dropped_peers:
+                continue
             r = self.apply(self.core.on_object(it.payload, it.peer, it.at))
             if r:
                 return r
