@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-READ_SIZE = 256 * 1024
+READ_SIZE = 1024 * 1024
 # Give up when this much input has passed without sync, or without a PAT/PMT naming a video PID.
 NO_SYNC_LIMIT = 2 * 1024 * 1024
 NO_VIDEO_LIMIT = 16 * 1024 * 1024

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 
-from ec_node.integrity.aead import StreamCipher
+from ec_node.integrity.aead import StreamCipher, chunk_hash
 from ec_node.integrity.frames import CHUNKS_TRACK, MANIFESTS_TRACK
 from ec_node.integrity.manifest import EpochAssembler, ManifestBody, epoch_id_for, epoch_of
 from ec_node.integrity.objects import seal_object
@@ -114,18 +114,23 @@ class PublishCore:
         self.stats.chunks += 1
         self.stats.bytes_in += len(chunk.data)
         epoch = epoch_of(chunk.index, self.epoch_chunks)
-        sealed = seal_object(
-            self.cipher,
-            chunk.index,
-            chunk.data,
-            epoch_id=epoch_id_for(self.stream_id, epoch),
-            chunk_duration_ms=self.chunk_ms,  # the nominal window, as in the manifest; real length is in the bytes
-        )
+        sealed = None
+        if self.publish_chunks:
+            sealed = seal_object(
+                self.cipher,
+                chunk.index,
+                chunk.data,
+                epoch_id=epoch_id_for(self.stream_id, epoch),
+                chunk_duration_ms=self.chunk_ms,  # the nominal window, as in the manifest; real length is in the bytes
+            )
+            digest = sealed.meta.chunk_hash
+        else:  # a manifests-only leader needs the hash, not the ciphertext
+            digest = chunk_hash(chunk.data).hex()
         out: list[GroupWrite] = []
         if self._epochs is not None and self.signer is not None:
-            for body in self._epochs.add_chunk(chunk.index, sealed.meta.chunk_hash, now_ms, intact=intact):
+            for body in self._epochs.add_chunk(chunk.index, digest, now_ms, intact=intact):
                 out.append(self._manifest(body))
-        if self.publish_chunks:
+        if sealed is not None:
             out.append(GroupWrite(CHUNKS_TRACK, chunk.index, sealed.frame))
             self.stats.objects += 1
         return out

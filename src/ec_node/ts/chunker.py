@@ -423,19 +423,20 @@ def measure_duration_ms(data: bytes, frame_ms_hint: int = 0) -> int | None:
     """A chunk's duration from its own video PTS: last picture - first picture + one frame.
 
     Lets a subscriber label HLS segments from verified bytes instead of trusting object metadata.
+    Vectorised: only the PAT/PMT at the chunk's head and the video PES starts are parsed.
     """
-    ch = Chunker()
-    ch.feed(data)
-    info = ch.info
-    if info.video_pid is None:
+    n = len(data) // PACKET_SIZE
+    if n == 0:
         return None
-    pts: list[int] = []
-    vp = info.video_pid
-    for off in range(0, len(data) - PACKET_SIZE + 1, PACKET_SIZE):
-        if pid_of(data, off) == vp and data[off + 1] & 0x40:
-            p, _ = pes_pts(data, off)
-            if p is not None:
-                pts.append(p)
+    head = Chunker()
+    head.feed(data[: min(n, 64) * PACKET_SIZE])  # a chunk starts with PAT + PMT
+    vp = head.info.video_pid
+    if vp is None:
+        return None
+    arr = np.frombuffer(data, dtype=np.uint8, count=n * PACKET_SIZE).reshape(n, PACKET_SIZE)
+    pids = ((arr[:, 1] & 0x1F).astype(np.uint16) << 8) | arr[:, 2]
+    rows = np.flatnonzero((pids == vp) & ((arr[:, 1] & 0x40) != 0))
+    pts = [p for p in (pes_pts(data, int(r) * PACKET_SIZE)[0] for r in rows) if p is not None]
     if not pts:
         return None
     first = pts[0]

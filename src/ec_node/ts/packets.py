@@ -137,16 +137,15 @@ class PacketFramer:
                     pending_skipped += len(buf) - pos - keep
                     pos = len(buf) - keep
                     break
-                if s > pos or self.total_resyncs or pending_resyncs:
-                    pass
                 pending_skipped += s - pos
                 pos = s
                 self._locked = True
             # Locked: take whole packets while each starts with the sync byte.
-            end = pos
             n = len(buf)
-            while end + PACKET_SIZE <= n and buf[end] == SYNC_BYTE:
-                end += PACKET_SIZE
+            whole = (n - pos) // PACKET_SIZE
+            syncs = bytes(buf[pos : pos + whole * PACKET_SIZE : PACKET_SIZE])  # one byte per packet, in C
+            good = whole - len(syncs.lstrip(b"\x47"))
+            end = pos + good * PACKET_SIZE
             if end > pos:
                 out.append(Framed(bytes(buf[pos:end]), pending_resyncs, pending_skipped))
                 pending_resyncs = 0
