@@ -34,7 +34,8 @@ _CHUNK_MS = click.IntRange(MIN_CHUNK_MS, MAX_CHUNK_MS)
 @click.option("--startup-delay-ms", type=click.IntRange(0), default=0, help="Test helper: delay ingest.")
 @click.option("--addr-file", type=click.Path(path_type=Path), help="Also write the startup JSON here.")
 @click.option("--linger-ms", type=click.IntRange(0), default=0, help="Keep serving after the input ends.")
-@click.option("--cache-mb", type=click.IntRange(1), default=256, show_default=True, help="Group cache bound.")
+@click.option("--cache-mb", type=click.IntRange(1), default=64, show_default=True,
+              help="Bound of the group cache served to peers (history for late joiners).")
 def moq_publish(input_: str, duration: float | None, realtime: bool, listen: str, identity_dir: Path | None,
                 stream_id: str | None, broadcast: str | None, network_secret: str | None,
                 signing_key: Path | None, publish_manifests: bool, publish_chunks: bool, epoch_chunks: int,

@@ -27,7 +27,8 @@ from ec_node.pipeline.relay import RelayConfig, run_relay
               help="Without the network secret: check manifests and object metadata only, not ciphertext.")
 @click.option("--identity", "identity_dir", type=click.Path(path_type=Path),
               help="Directory keeping this node's TLS identity (node id) across restarts.")
-@click.option("--cache-mb", type=click.IntRange(1), default=256, show_default=True, help="Group cache bound.")
+@click.option("--cache-mb", type=click.IntRange(1), default=64, show_default=True,
+              help="Bound of the group cache served to peers (history for late joiners).")
 @click.option("--addr-file", type=click.Path(path_type=Path), help="Also write the startup JSON here.")
 @click.option("--max-peer-rejections", type=click.IntRange(0), default=16, show_default=True,
               help="Drop an upstream once it has served more than N invalid objects.")

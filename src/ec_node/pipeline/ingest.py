@@ -400,31 +400,34 @@ def open_source(spec: str, duration_s: float | None = None) -> Iterator[bytes]:
     return open_hdhr(s.host, s.channel, duration_s)
 
 
-def pace_by_pcr(reads: Iterable[bytes], speed: float = 1.0) -> Iterator[bytes]:
-    """Release reads no faster than the stream's own PCR clock (``--realtime`` for files).
+def pace_by_pcr(reads: Iterable[bytes], speed: float = 1.0, piece: int = 64 * 1024) -> Iterator[bytes]:
+    """Release bytes no faster than the stream's own PCR clock (``--realtime`` for files).
 
-    Reads may split packets anywhere; PCRs are taken from aligned packets only. A PCR that
-    jumps back, or ahead by more than MAX_PCR_STEP_S, restarts the clock (a loop or a splice).
+    Reads are cut into ``piece``-byte parts so a large read is not released in one burst. Reads
+    may split packets anywhere; PCRs are taken from aligned packets only. A PCR that jumps back,
+    or ahead by more than MAX_PCR_STEP_S, restarts the clock (a loop or a splice).
     """
     framer = PacketFramer()
     t0 = 0.0
     pcr0: int | None = None
     last = 0
-    for data in reads:
-        for run in framer.feed(data):
-            d = run.data
-            for off in range(0, len(d), PACKET_SIZE):
-                pcr = read_pcr(d, off)
-                if pcr is None:
-                    continue
-                if pcr0 is None or pcr < last or pcr - last > MAX_PCR_STEP_S * PCR_HZ:
-                    pcr0, t0 = pcr, time.monotonic()
-                last = pcr
-        if pcr0 is not None:
-            delay = t0 + (last - pcr0) / PCR_HZ / speed - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        yield data
+    for read in reads:
+        for i in range(0, len(read), piece):
+            data = read[i : i + piece]
+            for run in framer.feed(data):
+                d = run.data
+                for off in range(0, len(d), PACKET_SIZE):
+                    pcr = read_pcr(d, off)
+                    if pcr is None:
+                        continue
+                    if pcr0 is None or pcr < last or pcr - last > MAX_PCR_STEP_S * PCR_HZ:
+                        pcr0, t0 = pcr, time.monotonic()
+                    last = pcr
+            if pcr0 is not None:
+                delay = t0 + (last - pcr0) / PCR_HZ / speed - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            yield data
 
 
 class GuardedChunker:

@@ -47,7 +47,7 @@ class PublishConfig:
     startup_delay_ms: int = 0
     addr_file: Path | None = None
     linger_ms: int = 0
-    cache_mb: int = 256
+    cache_mb: int = 64
 
 
 def default_transport() -> Transport:

@@ -54,7 +54,7 @@ class RelayConfig:
     network_secret: str | None = None
     keyless: bool = False
     identity_dir: Path | None = None
-    cache_mb: int = 256
+    cache_mb: int = 64
     addr_file: Path | None = None
     max_peer_rejections: int | None = 16
     stall_s: float = 10.0

@@ -206,6 +206,8 @@ def _parse_file(path_text: str) -> EndpointAddr:
         raise
     except OSError as exc:
         raise UsageError(f"cannot read endpoint address file {path}: {exc.strerror or exc}") from None
+    except ValueError:  # e.g. a NUL byte in the path
+        raise UsageError(f"invalid endpoint address file name {path_text!r}") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

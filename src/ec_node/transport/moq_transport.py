@@ -70,7 +70,7 @@ from ec_node.transport.sequencing import ContinuityTracker, Event, GroupEvent
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE_BYTES = 128 * 1024 * 1024
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_AGE_US = 600_000_000
 
 
@@ -78,7 +78,8 @@ DEFAULT_MAX_AGE_US = 600_000_000
 class MoqConfig:
     """Knobs of the moq transport; the defaults suit 2 s chunks of up to a few MB."""
 
-    cache_bytes: int = DEFAULT_CACHE_BYTES  # per origin, client side too
+    cache_bytes: int = DEFAULT_CACHE_BYTES  # per listener origin
+    client_cache_bytes: int = 16 * 1024 * 1024  # per client-side origin: a subscriber needs only a few groups
     max_age_us: int = DEFAULT_MAX_AGE_US  # history a subscription asks for
     announce_timeout_s: float = 10.0  # wait for a broadcast to be announced
     reorder_window_s: float = 0.5  # how long a hole may stay open before backfilling
@@ -86,7 +87,7 @@ class MoqConfig:
     max_backfill: int = 32  # sequences fetched per hole (nearest the live edge)
     fetch_timeout_s: float = 5.0
     max_payload_bytes: int = 64 * 1024 * 1024  # a bigger group is treated as lost
-    queue_groups: int = 16  # groups read ahead of the consumer
+    queue_groups: int = 8  # groups read ahead of the consumer
     close_grace_s: float = 0.25  # listener close: time for subscribers to see the track end
 
 
@@ -673,7 +674,7 @@ class MoqTransport:
         raise UnreachableError("cannot connect to peer: " + "; ".join(errors or ["no time left"]))
 
     def _client(self, url: str, node_id: str | None) -> moq.Client:
-        cache = self.config.cache_bytes
+        cache = self.config.client_cache_bytes
         return moq.Client(
             url,
             tls_fingerprints=[node_id] if node_id else None,
