@@ -79,7 +79,7 @@ class MoqConfig:
     """Knobs of the moq transport; the defaults suit 2 s chunks of up to a few MB."""
 
     cache_bytes: int = DEFAULT_CACHE_BYTES  # per listener origin
-    client_cache_bytes: int = 16 * 1024 * 1024  # per client-side origin: a subscriber needs only a few groups
+    client_cache_bytes: int = 32 * 1024 * 1024  # per client-side origin: the receive buffer for bursts (late join)
     max_age_us: int = DEFAULT_MAX_AGE_US  # history a subscription asks for
     announce_timeout_s: float = 10.0  # wait for a broadcast to be announced
     reorder_window_s: float = 0.5  # how long a hole may stay open before backfilling
@@ -87,7 +87,7 @@ class MoqConfig:
     max_backfill: int = 32  # sequences fetched per hole (nearest the live edge)
     fetch_timeout_s: float = 5.0
     max_payload_bytes: int = 64 * 1024 * 1024  # a bigger group is treated as lost
-    queue_groups: int = 8  # groups read ahead of the consumer
+    queue_groups: int = 16  # groups read ahead of the consumer
     close_grace_s: float = 0.25  # listener close: time for subscribers to see the track end
 
 
