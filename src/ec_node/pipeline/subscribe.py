@@ -239,7 +239,7 @@ class _Run:
             if is_objects:
                 return self.apply(self.core.on_oversized(it.sequence, it.peer, it.at))
             self.report.emit({"event": "manifest_rejected", "reason": "too_large", "peer": it.peer,
-                              "detail": "manifest over the size limit, refused unread"})
+                              "detail": "manifest over the size limit, refused"})
             return None
         if it.kind == "group":
             if is_objects:

@@ -133,7 +133,7 @@ class SubscribeCore:
         """The transport refused a group over the size limit without reading it."""
         self._now = now
         step = Step()
-        self._reject(sequence, RejectReason.TOO_LARGE, "object over the size limit, refused unread", peer, step)
+        self._reject(sequence, RejectReason.TOO_LARGE, "object over the size limit, refused", peer, step)
         return self._settle(step)
 
     def tick(self, now: float) -> Step:

@@ -32,7 +32,7 @@ class GroupEvent:
     payload: bytes
     backfilled: bool = False
     late: bool = False
-    too_large: bool = False  # the peer sent more than the size limit: payload is empty, refused unread
+    too_large: bool = False  # the peer sent more than the size limit: payload is empty (discarded)
 
 
 @dataclass(frozen=True)
