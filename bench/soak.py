@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import queue
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ec_node.procs import stop_process
 from ec_node.ts.chunker import windows_per_timeline
 
 CHUNK_MS = 2000
@@ -244,13 +244,7 @@ class Proc:
         return (self.out / f"{self.name}.stderr").read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
+        stop_process(self.proc)
         self._err.close()
 
 

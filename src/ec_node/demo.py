@@ -28,6 +28,7 @@ from ec_node.media.cache import cached_media
 from ec_node.media.synth import preset_options
 from ec_node.pipeline.hls import prepare_dir
 from ec_node.probe import decode
+from ec_node.procs import stop_process
 
 PROGRESS = re.compile(r"progress chunk=(\d+) chunks=(\d+) objects=(\d+) manifests=(\d+)")
 
@@ -101,15 +102,8 @@ class Demo:
         return obj
 
     def stop_all(self) -> None:
-        for p in self.procs:
-            if p.popen.poll() is None:
-                p.popen.terminate()
-        for p in self.procs:
-            try:
-                p.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.popen.kill()
-                p.popen.wait()
+        for p in reversed(self.procs):  # subscriber first, then the nodes it pulls from
+            stop_process(p.popen)
             p.log.close()
 
     # -- the run ----------------------------------------------------------------

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import queue
-import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
 from typing import Any
+
+from ec_node.procs import stop_process
 
 STARTUP_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 120.0
@@ -77,13 +78,7 @@ class Node:
         return self.stderr_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
+        stop_process(self.proc)
         self._err.close()
 
     def __enter__(self) -> Node:
