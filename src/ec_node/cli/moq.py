@@ -82,11 +82,14 @@ def moq_publish(input_: str, duration: float | None, realtime: bool, listen: str
               help="Drop an objects peer once it has served more invalid objects than this.")
 @click.option("--max-frame-mb", type=click.IntRange(1, 1024), default=64, show_default=True,
               help="Refuse objects larger than this (bounded memory).")
+@click.option("--receive-buffer-mb", type=click.IntRange(1, 1024), default=32, show_default=True,
+              help="Per-connection buffer for groups received but not yet read (memory vs bursts).")
 def moq_subscribe(remotes: tuple[str, ...], remote_manifests: str | None, broadcast: str, stream_id: str | None,
                   subscribe_manifests: bool, require_manifest: bool, trust_signers: tuple[str, ...],
                   network_secret: str | None, max_invalid_chunks: int | None, stop_after: int | None,
                   output_dir: Path, hls_window: int, json_: bool, chunk_ms: int, connect_timeout: float,
-                  manifest_timeout: float, max_peer_rejections: int, max_frame_mb: int) -> None:
+                  manifest_timeout: float, max_peer_rejections: int, max_frame_mb: int,
+                  receive_buffer_mb: int) -> None:
     """Subscribe to a stream and write verified HLS (index.m3u8 + segment_NNNNNN.ts).
 
     --remote may be repeated: every objects peer is pulled at once, the first verifiable copy of each
@@ -102,7 +105,7 @@ def moq_subscribe(remotes: tuple[str, ...], remote_manifests: str | None, broadc
         trust_signers=list(trust_signers), network_secret=network_secret, max_invalid=max_invalid_chunks,
         stop_after=stop_after, output_dir=output_dir, hls_window=hls_window, json=json_, chunk_ms=chunk_ms,
         connect_timeout_s=connect_timeout, manifest_timeout_s=manifest_timeout,
-        max_peer_rejections=max_peer_rejections, max_frame_mb=max_frame_mb,
+        max_peer_rejections=max_peer_rejections, max_frame_mb=max_frame_mb, receive_buffer_mb=receive_buffer_mb,
     )
     asyncio.run(run_subscribe(cfg))
 

@@ -29,6 +29,8 @@ from ec_node.pipeline.relay import RelayConfig, run_relay
               help="Directory keeping this node's TLS identity (node id) across restarts.")
 @click.option("--cache-mb", type=click.IntRange(1), default=64, show_default=True,
               help="Bound of the group cache served to peers (history for late joiners).")
+@click.option("--receive-buffer-mb", type=click.IntRange(1, 1024), default=32, show_default=True,
+              help="Per-upstream buffer for groups received but not yet read (memory vs bursts).")
 @click.option("--addr-file", type=click.Path(path_type=Path), help="Also write the startup JSON here.")
 @click.option("--max-peer-rejections", type=click.IntRange(0), default=16, show_default=True,
               help="Drop an upstream once it has served more than N invalid objects.")
@@ -38,7 +40,7 @@ from ec_node.pipeline.relay import RelayConfig, run_relay
 def relay(remotes: tuple[str, ...], remote_manifests: str | None, listen: str, broadcast: str | None,
           stream_id: str | None, require_manifest: bool, trust_signers: tuple[str, ...],
           network_secret: str | None, keyless: bool, identity_dir: Path | None, cache_mb: int,
-          addr_file: Path | None, max_peer_rejections: int, connect_timeout: float,
+          receive_buffer_mb: int, addr_file: Path | None, max_peer_rejections: int, connect_timeout: float,
           manifest_timeout: float) -> None:
     """Re-serve a broadcast's chunks (and manifests) from upstream peers to any number of subscribers.
 
@@ -51,7 +53,7 @@ def relay(remotes: tuple[str, ...], remote_manifests: str | None, listen: str, b
         stream_id=stream_id, require_manifest=require_manifest, trust_signers=list(trust_signers),
         network_secret=network_secret, keyless=keyless, identity_dir=identity_dir, cache_mb=cache_mb,
         addr_file=addr_file, max_peer_rejections=max_peer_rejections, connect_timeout_s=connect_timeout,
-        manifest_timeout_s=manifest_timeout,
+        manifest_timeout_s=manifest_timeout, receive_buffer_mb=receive_buffer_mb,
     )
     asyncio.run(run_relay(cfg))
 

@@ -51,9 +51,9 @@ class PublishConfig:
 
 
 def default_transport() -> Transport:
-    from ec_node.transport.moq_transport import MoqTransport
+    from ec_node.transport.moq_transport import moq_transport
 
-    return MoqTransport()
+    return moq_transport()
 
 
 def _source_hint(spec: str, device_id: str | None) -> SourceHint:

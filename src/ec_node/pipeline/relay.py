@@ -55,6 +55,7 @@ class RelayConfig:
     keyless: bool = False
     identity_dir: Path | None = None
     cache_mb: int = 64
+    receive_buffer_mb: int = 32
     addr_file: Path | None = None
     max_peer_rejections: int | None = 16
     stall_s: float = 10.0
@@ -63,10 +64,10 @@ class RelayConfig:
     manifest_timeout_s: float = 30.0
 
 
-def default_transport() -> Transport:
-    from ec_node.transport.moq_transport import MoqTransport
+def default_transport(receive_buffer_bytes: int) -> Transport:
+    from ec_node.transport.moq_transport import moq_transport
 
-    return MoqTransport()
+    return moq_transport(receive_buffer_bytes=receive_buffer_bytes)
 
 
 def broadcast_from_startup(remote: str) -> str:
@@ -127,7 +128,7 @@ async def run_relay(cfg: RelayConfig, out: TextIO = sys.stdout, transport: Trans
 
     stop = asyncio.Event()
     install_stop_signals(stop)
-    transport = transport or default_transport()
+    transport = transport or default_transport(cfg.receive_buffer_mb * 1024 * 1024)
     identity = load_or_create_identity(cfg.identity_dir)
     listener = await transport.listen(cfg.listen, identity, cfg.cache_mb * 1024 * 1024)
     queue: asyncio.Queue[PeerItem] = asyncio.Queue(QUEUE_ITEMS)

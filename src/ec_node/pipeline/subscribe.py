@@ -57,16 +57,17 @@ class SubscribeConfig:
     max_peer_rejections: int = 3
     reconnect_for_s: float = 30.0
     max_frame_mb: int = 64
+    receive_buffer_mb: int = 32
 
 
 class _Exit(EcError):
     pass
 
 
-def default_transport(max_frame_bytes: int) -> Transport:
-    from ec_node.transport.moq_transport import MoqConfig, MoqTransport
+def default_transport(max_frame_bytes: int, receive_buffer_bytes: int) -> Transport:
+    from ec_node.transport.moq_transport import moq_transport
 
-    return MoqTransport(MoqConfig(max_payload_bytes=max_frame_bytes))
+    return moq_transport(max_frame_bytes=max_frame_bytes, receive_buffer_bytes=receive_buffer_bytes)
 
 
 class _Reporter:
@@ -110,7 +111,7 @@ async def run_subscribe(cfg: SubscribeConfig, out: TextIO = sys.stdout, transpor
         ),
     )
     sink = HlsSink(cfg.output_dir, window=cfg.hls_window, chunk_ms=cfg.chunk_ms)
-    transport = transport or default_transport(max_frame)
+    transport = transport or default_transport(max_frame, cfg.receive_buffer_mb * 1024 * 1024)
     stop = asyncio.Event()
     install_stop_signals(stop)
     report = _Reporter(out if cfg.json else None)

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -588,6 +589,18 @@ class MoqPeerSession:
 
 
 # ------------------------------------------------------------------------------------- transport
+
+
+def moq_transport(*, max_frame_bytes: int | None = None, receive_buffer_bytes: int | None = None) -> MoqTransport:
+    """The node's transport with its defaults, overriding what the command line sets."""
+    base = MoqConfig()
+    return MoqTransport(
+        dataclasses.replace(
+            base,
+            max_payload_bytes=base.max_payload_bytes if max_frame_bytes is None else max_frame_bytes,
+            client_cache_bytes=base.client_cache_bytes if receive_buffer_bytes is None else receive_buffer_bytes,
+        )
+    )
 
 
 class MoqTransport:
