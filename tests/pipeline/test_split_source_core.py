@@ -32,7 +32,7 @@ def _split(signer: Signer):
 
 def _sub(trusted=(), **kw):
     opts = SubscribeOptions(**kw)
-    return SubscribeCore(SID, KEY, Verifier(SID, KEY, trusted_signers=trusted), opts)
+    return SubscribeCore(SID, KEY, Verifier(SID, KEY, trusted_signers=trusted, max_pending_per_source=16), opts)
 
 
 def test_objects_wait_for_manifests_then_all_are_written():

@@ -47,6 +47,7 @@ class AcceptedObject:
     frame: bytes  # the original frame, to forward or cache as is
     plaintext: bytes | None  # None only for a keyless (relay) verifier
     manifest_id: str
+    source: str = ""  # the caller's tag from add_object: who delivered the copy that was accepted
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class Verifier:
         trust_on_first_use: bool = True,
         max_pending_objects: int = 32,
         max_pending_bytes: int = 128 * 1024 * 1024,
+        max_pending_per_source: int | None = None,
         max_retained_slots: int = 65536,
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
@@ -120,6 +122,7 @@ class Verifier:
         self._tofu = trust_on_first_use and not self._trusted
         self.max_pending_objects = max_pending_objects
         self.max_pending_bytes = max_pending_bytes
+        self.max_pending_per_source = max_pending_per_source  # None: no per-source share
         self.max_retained_slots = max_retained_slots
         self.limits = limits
         self._cover: dict[int, Manifest] = {}
@@ -246,7 +249,11 @@ class Verifier:
                 self._pending_count -= 1
                 self._pending_bytes -= p.size
                 if i in self._accepted:
-                    continue  # a twin was just accepted; drop silently
+                    # another copy at this index was just accepted; copies with the same hash were
+                    # never buffered, so this one names a different hash: refuted
+                    refuted = self._drop(i, RejectReason.HASH_MISMATCH, "differs from the accepted copy", p.source)
+                    dropped.append(refuted)
+                    continue
                 outcome = self._judge(i, p.meta, p.frame, p.plaintext, self._cover[i], p.source)
                 if isinstance(outcome, AcceptedObject):
                     released.append(outcome)
@@ -316,9 +323,9 @@ class Verifier:
         if self.max_pending_objects < 1 or size > self.max_pending_bytes:
             return self._reject_object(idx, RejectReason.NO_MANIFEST, "no usable manifest and too big to buffer")
         dropped: list[DroppedObject] = []
-        # a tagged source may hold at most half the buffer, so nobody can starve the others by filling it
-        share = max(1, self.max_pending_objects // 2)
-        while source and self._source_count(source) + 1 > share:
+        # a source may hold at most its share of the buffer, so nobody can starve the others by filling it
+        share = self.max_pending_per_source
+        while share is not None and self._source_count(source) + 1 > share:
             top = max(i for i, ps in self._pending.items() if any(p.source == source for p in ps))
             if top <= idx:
                 return self._reject_object(
@@ -392,7 +399,7 @@ class Verifier:
             return self._drop(idx, reason, f"object {idx}: {detail}", source)
         self._accepted.add(idx)
         self.accepted_objects += 1
-        return AcceptedObject(idx, meta, raw, plaintext, manifest.manifest_id)
+        return AcceptedObject(idx, meta, raw, plaintext, manifest.manifest_id, source)
 
     def _drop(self, idx: int, reason: RejectReason, detail: str, source: str = "") -> DroppedObject:
         self._obj_rej[reason] += 1

@@ -8,7 +8,6 @@ given options unless the STT is taken from the wall clock.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import tempfile
@@ -20,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ec_node import atomic
 from ec_node.errors import OutputError, UsageError
 from ec_node.media.psip_insert import InsertStats, PsipPlan, insert_psip
 from ec_node.ts.psip import PsipError, ServiceLocation, ServiceLocationElement, VirtualChannel, build_tvct
@@ -410,21 +410,13 @@ def _preflight(path: Path) -> None:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same directory and os.replace, so readers never see half a file."""
+    """Create the parent directory, then write ``path`` whole (see :mod:`ec_node.atomic`)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    atomic.write_atomic(path, data)
 
 
 def synthesize_to(path: Path, opts: SynthOptions) -> SynthResult:

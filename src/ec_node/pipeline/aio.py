@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from ec_node.errors import OutputError
+from ec_node.atomic import write_atomic
 
 _END = object()
 
@@ -65,12 +65,7 @@ def emit_json(out: TextIO, obj: dict[str, Any]) -> None:
 
 
 def write_json_file(path: Path, obj: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(obj) + "\n")
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    write_atomic(path, (json.dumps(obj) + "\n").encode())
 
 
 def rss_mb() -> float:

@@ -25,7 +25,7 @@ from ec_node.integrity.errors import PEER_FAULTS, IntegrityRejection, RejectReas
 from ec_node.integrity.frames import CHUNKS_TRACK, DEFAULT_LIMITS, MANIFESTS_TRACK, Limits, decode_frame
 from ec_node.integrity.manifest import parse_manifest
 from ec_node.integrity.objects import check_object_stream
-from ec_node.integrity.verifier import AcceptedObject, DroppedObject, ManifestDecision, Verdict, Verifier
+from ec_node.integrity.verifier import AcceptedObject, DroppedObject, Verdict, Verifier
 from ec_node.pipeline.publish_core import GroupWrite
 
 log = logging.getLogger(__name__)
@@ -111,9 +111,6 @@ class RelayCore:
         self.served_by: Counter[str] = Counter()  # peer -> objects re-served from its copy
         self._chunks = _Written()
         self._manifests = _Written()
-        # peers of the objects waiting in the verifier's buffer, per index, in arrival order
-        # (the verifier keeps the same order, which is how its drops are traced back to a peer)
-        self._pending: dict[int, list[str]] = {}
 
     @property
     def require_manifest(self) -> bool:
@@ -135,19 +132,16 @@ class RelayCore:
         if self.verifier is None:
             self._dumb_object(data, peer, step)
             return step
-        d = self.verifier.add_object(data)
-        self._trace_dropped(d.dropped, step)
+        d = self.verifier.add_object(data, source=peer)
+        self._charge_dropped(d.dropped, step)
         if d.verdict is Verdict.REJECTED:
             assert d.reason is not None
             self._charge(peer, d.reason, f"object {d.chunk_index}: {d.detail}", step)
-        elif d.verdict is Verdict.PENDING:
-            assert d.chunk_index is not None
-            self._pending.setdefault(d.chunk_index, []).append(peer)
         elif d.verdict is Verdict.DUPLICATE:
             self.stats.duplicates += 1
             self._check_duplicate(data, peer, step)
         for a in d.released:
-            self._forward(a, peer, step)
+            self._forward(a, step)
         return step
 
     def on_manifest(self, data: bytes, peer: str, sequence: int) -> RelayStep:
@@ -173,14 +167,16 @@ class RelayCore:
             if d.epoch is not None and d.epoch != sequence:
                 log.info("manifest for epoch %s arrived as group %d from %s", d.epoch, sequence, peer)
             self._write_manifest(sequence, data, step)  # before the objects it releases
-            self._trace_manifest(d, step)
+            self._charge_dropped(d.dropped, step)
+            for a in d.released:
+                self._forward(a, step)
         return step
 
     def on_manifests_gone(self) -> RelayStep:
         """No more manifests will come: buffered objects can never be vouched for."""
         step = RelayStep()
         if self.verifier is not None:
-            self._trace_dropped(self.verifier.drop_pending(), step)
+            self._charge_dropped(self.verifier.drop_pending(), step)
         return step
 
     @property
@@ -218,11 +214,11 @@ class RelayCore:
         if not self.verifier.keyless and accepted and _digest(frame.payload) != accepted:
             self._charge(peer, RejectReason.BAD_AEAD, f"object {idx}: ciphertext differs from the accepted copy", step)
 
-    def _forward(self, a: AcceptedObject, peer: str, step: RelayStep) -> None:
+    def _forward(self, a: AcceptedObject, step: RelayStep) -> None:
         if a.chunk_index in self._chunks:
             self.stats.duplicates += 1
             return
-        self._write_object(a.chunk_index, a.frame, peer, step)
+        self._write_object(a.chunk_index, a.frame, a.source or "?", step)
 
     def _write_object(self, index: int, frame: bytes, peer: str, step: RelayStep) -> None:
         self._chunks.add(index, _digest(decode_frame(frame, self.limits).payload) if self.verifier else b"")
@@ -242,48 +238,10 @@ class RelayCore:
         self.stats.manifests_rejected += 1
         log.warning("manifest from %s not re-served: %s (%s)", peer, reason.value, detail)
 
-    def _trace_manifest(self, d: ManifestDecision, step: RelayStep) -> None:
-        """Map a manifest's releases and drops back to the peers whose buffered copies they were."""
-        assert d.manifest is not None
-        body = d.manifest.body
-        released = {a.chunk_index: a for a in d.released}
-        covered_drops: dict[int, list[DroppedObject]] = {}
-        other_drops: list[DroppedObject] = []
-        for x in d.dropped:
-            if body.covers(x.chunk_index) and x.chunk_index in self._pending:
-                covered_drops.setdefault(x.chunk_index, []).append(x)
-            else:
-                other_drops.append(x)
-        for idx in sorted(i for i in self._pending if body.covers(i)):
-            peers = self._pending.pop(idx)
-            # the verifier judged this index's copies in arrival order: refused ones until one was
-            # accepted, then the rest were discarded unjudged as twins of the accepted copy
-            drops = covered_drops.pop(idx, [])
-            for p, x in zip(peers, drops, strict=False):
-                self._charge(p, x.reason, x.detail, step)
-            rest = peers[len(drops):]
-            if idx in released and rest:
-                self._forward(released.pop(idx), rest[0], step)
-                for p in rest[1:]:
-                    # a second, different copy of an index whose true copy was just accepted
-                    self._charge(p, RejectReason.HASH_MISMATCH, f"object {idx}: differs from the accepted copy", step)
-        for a in sorted(released.values(), key=lambda a: a.chunk_index):  # not traced (should not happen)
-            self._forward(a, "?", step)
-        for xs in covered_drops.values():
-            other_drops.extend(xs)
-        self._trace_dropped(tuple(other_drops), step)
-
-    def _trace_dropped(self, dropped: tuple[DroppedObject, ...], step: RelayStep) -> None:
-        """Buffered objects the verifier gave up on (evicted, stale, no manifest, refuted)."""
+    def _charge_dropped(self, dropped: tuple[DroppedObject, ...], step: RelayStep) -> None:
+        """Buffered objects the verifier gave up on (evicted, stale, no manifest, refuted): charge their sender."""
         for x in dropped:
-            peers = self._pending.get(x.chunk_index)
-            if not peers:
-                continue
-            # evictions take the newest copy at an index; everything else drains the list in order
-            p = peers.pop() if x.reason is RejectReason.BUFFER_FULL else peers.pop(0)
-            if not peers:
-                del self._pending[x.chunk_index]
-            self._charge(p, x.reason, x.detail, step)
+            self._charge(x.source or "?", x.reason, x.detail, step)
 
     def _charge(self, peer: str, reason: RejectReason, detail: str, step: RelayStep) -> None:
         self.stats.rejected_by_reason[reason.value] += 1

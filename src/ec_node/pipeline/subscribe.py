@@ -95,7 +95,7 @@ async def run_subscribe(cfg: SubscribeConfig, out: TextIO = sys.stdout, transpor
     key = derive_stream_key(stream_id, secret)
     max_frame = cfg.max_frame_mb * 1024 * 1024
     verifier = Verifier(stream_id, key, trusted_signers=trusted, limits=Limits(max_frame_bytes=max_frame),
-                        max_retained_slots=8192)
+                        max_retained_slots=8192, max_pending_per_source=16)  # half of the 32-object buffer
     chunk_s = cfg.chunk_ms / 1000
     core = SubscribeCore(
         stream_id,

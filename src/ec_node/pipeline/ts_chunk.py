@@ -8,7 +8,8 @@ from typing import TextIO
 
 import blake3
 
-from ec_node.pipeline.hls import prepare_dir, write_atomic
+from ec_node.atomic import write_atomic
+from ec_node.pipeline.hls import prepare_dir
 from ec_node.pipeline.ingest import chunks_of, open_source
 
 
