@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from ec_node.media.cache import cached_media
-from ec_node.media.synth import SynthOptions
+from ec_node.devkit.media_cache import cached_media
+from ec_node.devkit.synth import SynthOptions
 from ec_node.ts.chunker import Chunker
 
 

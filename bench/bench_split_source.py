@@ -60,8 +60,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_moq_raw import run_raw  # noqa: E402
 
-from ec_node.media.cache import cached_media  # noqa: E402
-from ec_node.media.synth import preset_options  # noqa: E402
+from ec_node.devkit.media_cache import cached_media  # noqa: E402
+from ec_node.devkit.synth import preset_options  # noqa: E402
 from ec_node.ts.chunker import Chunker  # noqa: E402
 
 STARTUP_TIMEOUT_S = 120.0

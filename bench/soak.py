@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ec_node.procs import stop_process
+from ec_node.devkit.procs import stop_process
 from ec_node.ts.chunker import windows_per_timeline
 
 CHUNK_MS = 2000
@@ -261,8 +261,8 @@ def _last_status_line(text: str) -> str | None:
 
 def run(minutes: float, out: Path, warmup_s: float, sample_s: float, margin_s: float,
         media: Path | None, cache_mb: int | None) -> dict[str, Any]:
-    from ec_node.media.cache import cached_media
-    from ec_node.media.synth import preset_options
+    from ec_node.devkit.media_cache import cached_media
+    from ec_node.devkit.synth import preset_options
 
     duration_s = minutes * 60
     out.mkdir(parents=True, exist_ok=True)

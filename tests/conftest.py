@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ec_node.media.cache import cached_media
-from ec_node.media.synth import SynthOptions, preset_options
+from ec_node.devkit.media_cache import cached_media
+from ec_node.devkit.synth import SynthOptions, preset_options
 
 # Small MPEG-2 + AC-3, 29.97 progressive 320x180, GOP 16 frames (closed) / 15 (open), null-stripped.
 MPEG2_OPTS: SynthOptions = preset_options("small", "mpeg2", duration_s=12.0)

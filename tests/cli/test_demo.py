@@ -4,7 +4,7 @@ from pathlib import Path
 
 import m3u8
 
-from ec_node.probe import decode
+from ec_node.devkit.decode import decode
 
 from support.procs import Node
 

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from ec_node.cli import cli
-from ec_node.hdhr.emulator import HdhrEmulator
+from ec_node.devkit.emulator import HdhrEmulator
 from ec_node.ts.packets import PACKET_SIZE
 
 

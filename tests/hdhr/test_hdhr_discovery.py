@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ec_node.devkit.emulator import HdhrEmulator
 from ec_node.errors import ConfigError
 from ec_node.hdhr import discovery as d
-from ec_node.hdhr.emulator import HdhrEmulator
 
 REAL_IDS = ["10439EFD", "10AA5474", "105404BE", "10A1D769", "1251E8E2", "10811DF5", "1FA4E002"]
 

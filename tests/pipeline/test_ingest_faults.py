@@ -20,9 +20,9 @@ from pathlib import Path
 
 import m3u8
 
+from ec_node.devkit.decode import decode
+from ec_node.devkit.emulator import HdhrEmulator
 from ec_node.hdhr.client import HdhrClient
-from ec_node.hdhr.emulator import HdhrEmulator
-from ec_node.probe import decode
 from ec_node.ts.chunker import Chunker, windows_per_timeline
 
 from support.procs import Node, addr_arg

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ec_node.devkit.emulator import HdhrEmulator
+from ec_node.devkit.pacing import pcr_span_s
 from ec_node.errors import BadInputError, TunerBusyError, UnreachableError
-from ec_node.hdhr.emulator import HdhrEmulator
-from ec_node.hdhr.pacing import pcr_span_s
 from ec_node.pipeline.ingest import (
     Connection,
     MediaClock,

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ec_node.devkit.decode import decode
 from ec_node.integrity.aead import StreamCipher
 from ec_node.integrity.errors import RejectReason
 from ec_node.integrity.frames import CHUNKS_TRACK, MANIFESTS_TRACK
@@ -25,7 +26,6 @@ from ec_node.integrity.verifier import Verifier
 from ec_node.pipeline.publish_core import GroupWrite, PublishCore
 from ec_node.pipeline.relay import broadcast_from_startup
 from ec_node.pipeline.relay_core import RelayCore, RelayStep
-from ec_node.probe import decode
 from ec_node.ts.chunker import Chunk, Chunker, chunk_stream
 
 from support.hostile_relay import ATTACKS, forge

@@ -11,8 +11,8 @@ from pathlib import Path
 import m3u8
 import pytest
 
+from ec_node.devkit.decode import decode
 from ec_node.errors import ExitCode
-from ec_node.probe import decode
 from ec_node.ts.chunker import Chunker
 
 from support.procs import Node, addr_arg

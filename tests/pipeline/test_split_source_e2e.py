@@ -15,9 +15,9 @@ from pathlib import Path
 import m3u8
 import pytest
 
+from ec_node.devkit.decode import decode
+from ec_node.devkit.emulator import HdhrEmulator
 from ec_node.errors import ExitCode
-from ec_node.hdhr.emulator import HdhrEmulator
-from ec_node.probe import decode
 from ec_node.ts.chunker import Chunk, Chunker
 
 from support.procs import Node, addr_arg

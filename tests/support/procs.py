@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ec_node.procs import stop_process
+from ec_node.devkit.procs import stop_process
 
 STARTUP_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 120.0

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ec_node.probe import decode
+from ec_node.devkit.decode import decode
 from ec_node.ts.chunker import Chunk, chunk_stream
 from ec_node.ts.packets import PACKET_SIZE, pid_of, pusi
 

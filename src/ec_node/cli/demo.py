@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ec_node.demo import DemoConfig, run_demo
+from ec_node.devkit.demo import DemoConfig, run_demo
 
 
 @click.command("demo")

@@ -172,7 +172,7 @@ def hdhr_emulator(
     serve_speed: float,
     tune_error: str | None,
 ) -> None:
-    from ec_node.hdhr.emulator import HdhrEmulator, parse_channel_arg, parse_device_id
+    from ec_node.devkit.emulator import HdhrEmulator, parse_channel_arg, parse_device_id
 
     emu = HdhrEmulator(
         media,

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ec_node.media.synth import synthesize_preset
+from ec_node.devkit.synth import synthesize_preset
 
 
 class _IntAnyBase(click.ParamType):

@@ -15,10 +15,10 @@ from pathlib import Path
 import av
 import pytest
 
+from ec_node.devkit.emulator import JUNK, HdhrEmulator
+from ec_node.devkit.pacing import load_ts, pcr_span_s, schedule
 from ec_node.errors import ConfigError, TunerBusyError, UnreachableError
 from ec_node.hdhr.client import HdhrClient
-from ec_node.hdhr.emulator import JUNK, HdhrEmulator
-from ec_node.hdhr.pacing import load_ts, pcr_span_s, schedule
 from ec_node.ts.packets import (
     NULL_PID,
     PACKET_SIZE,

@@ -8,7 +8,7 @@ Three listeners, each on its own thread (all stdlib):
   errors 404/801, 503/804, 503/805 with ``X-HDHomeRun-Error``, ``X-HDHomeRun-Resource: tunerN``;
 * UDP discovery (65001) answering libhdhomerun's DISCOVER_REQ.
 
-Every stream replays the media file paced by its own PCR (see :mod:`ec_node.hdhr.pacing` for the
+Every stream replays the media file paced by its own PCR (see :mod:`ec_node.devkit.pacing` for the
 loop/discontinuity rules). ``duration`` and ``cut_after_s`` count *media* seconds, which equal
 wall seconds at ``serve_speed=1``. All channels carry the whole file (no PID filtering).
 
@@ -40,10 +40,10 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from ec_node.devkit.pacing import TsMedia, load_ts, schedule
 from ec_node.errors import BadInputError, ConfigError, UsageError
 from ec_node.hdhr import discovery
 from ec_node.hdhr.api import ERROR_TEXT
-from ec_node.hdhr.pacing import TsMedia, load_ts, schedule
 from ec_node.hdhr.psip import probe_channels
 
 log = logging.getLogger(__name__)

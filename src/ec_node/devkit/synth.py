@@ -20,8 +20,8 @@ from typing import Any, Literal
 import numpy as np
 
 from ec_node import atomic
+from ec_node.devkit.psip_insert import InsertStats, PsipPlan, insert_psip
 from ec_node.errors import OutputError, UsageError
-from ec_node.media.psip_insert import InsertStats, PsipPlan, insert_psip
 from ec_node.ts.psip import PsipError, ServiceLocation, ServiceLocationElement, VirtualChannel, build_tvct
 
 PMT_PID = 0x30

@@ -12,7 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from ec_node.media.synth import SynthOptions, synthesize
+from ec_node.devkit.synth import SynthOptions, synthesize
 
 # Bump to force regeneration; edits to the generator's source files also change the key (see _source_digest).
 GENERATOR_VERSION = 1
@@ -33,7 +33,7 @@ def default_cache_dir() -> Path:
 @functools.cache
 def _source_digest() -> str:
     """Digest of the modules whose code determines the output bytes, so editing them invalidates the cache."""
-    from ec_node.media import psip_insert, synth
+    from ec_node.devkit import psip_insert, synth
     from ec_node.ts import crc, psip
 
     h = hashlib.sha256()

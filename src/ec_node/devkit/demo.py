@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ec_node.devkit.decode import decode
+from ec_node.devkit.emulator import HdhrEmulator
+from ec_node.devkit.media_cache import cached_media
+from ec_node.devkit.procs import stop_process
+from ec_node.devkit.synth import preset_options
 from ec_node.errors import EcError, ExitCode
 from ec_node.hdhr.capture import capture
-from ec_node.hdhr.emulator import HdhrEmulator
-from ec_node.media.cache import cached_media
-from ec_node.media.synth import preset_options
 from ec_node.pipeline.hls import prepare_dir
-from ec_node.probe import decode
-from ec_node.procs import stop_process
 
 PROGRESS = re.compile(r"progress chunk=(\d+) chunks=(\d+) objects=(\d+) manifests=(\d+)")
 

@@ -13,10 +13,9 @@ from pathlib import Path
 import av
 import pytest
 
-from ec_node.errors import OutputError, UsageError
-from ec_node.media.cache import cached_media
-from ec_node.media.probe import TsProbe, probe_ts
-from ec_node.media.synth import (
+from ec_node.devkit.decode import DecodeReport, decode, ffmpeg_messages
+from ec_node.devkit.media_cache import cached_media
+from ec_node.devkit.synth import (
     ATSC_MUXRATE,
     FIXED_STT_UNIX,
     SynthOptions,
@@ -24,7 +23,8 @@ from ec_node.media.synth import (
     synthesize,
     synthesize_bytes,
 )
-from ec_node.probe import DecodeReport, decode, ffmpeg_messages
+from ec_node.errors import OutputError, UsageError
+from ec_node.media.probe import TsProbe, probe_ts
 from ec_node.ts.packets import NULL_PID
 from ec_node.ts.psip import MGT_TYPE_TVCT_CURRENT, PSIP_BASE_PID, build_tvct
 
