@@ -17,9 +17,9 @@ import time
 from multiprocessing.connection import Connection
 
 from ec_node.transport.addr import EndpointAddr
+from ec_node.transport.base import GroupEvent
 from ec_node.transport.identity import load_or_create_identity
 from ec_node.transport.moq_transport import MoqTransport
-from ec_node.transport.sequencing import GroupEvent
 
 BROADCAST, TRACK = "bench", "chunks"
 

@@ -14,6 +14,8 @@ import pytest
 from ec_node.devkit.media_cache import cached_media
 from ec_node.devkit.synth import SynthOptions, preset_options
 
+from support.tinyts import make_ts
+
 # Small MPEG-2 + AC-3, 29.97 progressive 320x180, GOP 16 frames (closed) / 15 (open), null-stripped.
 MPEG2_OPTS: SynthOptions = preset_options("small", "mpeg2", duration_s=12.0)
 MPEG2_OPEN_GOP_OPTS: SynthOptions = preset_options("small", "mpeg2", duration_s=12.0, closed_gop=False)
@@ -41,3 +43,9 @@ def media_mpeg2_cbr() -> Path:
 @pytest.fixture(scope="session")
 def media_h264() -> Path:
     return cached_media(H264_OPTS)
+
+
+@pytest.fixture(scope="session")
+def hdhr_media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny MPEG-2 + AC-3 TS without PSIP (the emulator falls back to channel 7.1 "WSYN-HD")."""
+    return make_ts(tmp_path_factory.mktemp("hdhr_media") / "tiny.ts")

@@ -16,7 +16,7 @@ import av
 import pytest
 
 from ec_node.devkit.emulator import JUNK, HdhrEmulator
-from ec_node.devkit.pacing import load_ts, pcr_span_s, schedule
+from ec_node.devkit.pacing import load_ts, schedule
 from ec_node.errors import ConfigError, TunerBusyError, UnreachableError
 from ec_node.hdhr.client import HdhrClient
 from ec_node.ts.packets import (
@@ -29,6 +29,7 @@ from ec_node.ts.packets import (
     pid_of,
     read_pcr,
 )
+from ec_node.ts.pcr import pcr_span_s
 
 
 @pytest.fixture
@@ -317,10 +318,11 @@ def test_non_hdhomerun_http_server(emu: HdhrEmulator) -> None:
 
 def test_bad_media_is_bad_input(tmp_path: Path) -> None:
     from ec_node.errors import BadInputError
+    from ec_node.ts.errors import TsError
 
     junk = tmp_path / "junk.ts"
     junk.write_bytes(b"not a transport stream" * 100)
-    with pytest.raises(BadInputError):
+    with pytest.raises(TsError):  # the CLI maps it to exit 3 (test_emulator_bad_media_exit_3)
         HdhrEmulator(junk)
     with pytest.raises(BadInputError):
         HdhrEmulator(tmp_path / "missing.ts")

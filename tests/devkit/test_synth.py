@@ -24,7 +24,8 @@ from ec_node.devkit.synth import (
     synthesize_bytes,
 )
 from ec_node.errors import OutputError, UsageError
-from ec_node.media.probe import TsProbe, probe_ts
+from ec_node.ts.inspect import TsReport as TsProbe
+from ec_node.ts.inspect import inspect_ts as probe_ts
 from ec_node.ts.packets import NULL_PID
 from ec_node.ts.psip import MGT_TYPE_TVCT_CURRENT, PSIP_BASE_PID, build_tvct
 

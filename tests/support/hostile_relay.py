@@ -18,9 +18,9 @@ import sys
 
 from ec_node.integrity.frames import CHUNKS_TRACK, Encryption, decode_frame, encode_frame
 from ec_node.transport.addr import parse_endpoint_addr
+from ec_node.transport.base import GroupEvent
 from ec_node.transport.identity import load_or_create_identity
 from ec_node.transport.moq_transport import MoqTransport
-from ec_node.transport.sequencing import GroupEvent
 
 ATTACKS = ["bit_flip", "truncated", "replayed", "foreign_stream", "hash_flip"]
 OVERSIZE_BYTES = 3 * 1024 * 1024

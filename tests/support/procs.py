@@ -70,6 +70,15 @@ class Node:
         return rc
 
     def events(self) -> list[dict[str, Any]]:
+        """Every JSON line printed so far (the startup object included)."""
+        while True:  # take what the reader thread has queued without waiting
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.lines.append(line)
         return [json.loads(x) for x in self.lines if x.startswith("{")]
 
     def stderr(self) -> str:

@@ -8,23 +8,19 @@ from __future__ import annotations
 
 import struct
 
-from ec_node.ts.crc import crc32_mpeg
+from ec_node.ts.section import build_section, packetize_section
 
 PMT_PID = 0x100
 VIDEO_PID = 0x101
 
 
 def _section(table_id: int, ext: int, body: bytes) -> bytes:
-    length = 5 + len(body) + 4
-    head = bytes([table_id, 0xB0 | (length >> 8), length & 0xFF, ext >> 8, ext & 0xFF, 0xC1, 0, 0])
-    sec = head + body
-    return sec + struct.pack(">I", crc32_mpeg(sec))
+    return build_section(table_id, ext, body, private_indicator=False)
 
 
 def _psi_packet(pid: int, section: bytes, cc: int) -> bytes:
-    payload = b"\x00" + section
-    pkt = bytes([0x47, 0x40 | (pid >> 8), pid & 0xFF, 0x10 | (cc & 0xF)]) + payload
-    return pkt + b"\xff" * (188 - len(pkt))
+    (pkt,) = packetize_section(pid, section, cc & 0xF)
+    return pkt
 
 
 def pat(cc: int = 0, tsid: int = 0x801) -> bytes:

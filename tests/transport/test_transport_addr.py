@@ -1,4 +1,4 @@
-"""EndpointAddr parsing: every accepted form, and one UsageError for anything malformed."""
+"""EndpointAddr parsing: every accepted form, and one AddressError for anything malformed."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ec_node.errors import UsageError
-from ec_node.transport.addr import EndpointAddr, parse_endpoint_addr, parse_host_port
+from ec_node.transport.addr import AddressError, EndpointAddr, parse_endpoint_addr, parse_host_port
 
 ID = "ab" * 32
 
@@ -123,16 +122,16 @@ MALFORMED = [
 
 @pytest.mark.parametrize("text", MALFORMED)
 def test_malformed_raises_usage_error(text: str) -> None:
-    with pytest.raises(UsageError) as info:
+    with pytest.raises(AddressError) as info:
         parse_endpoint_addr(text)
     assert str(info.value)  # one non-empty message
 
 
 def test_malformed_files(tmp_path: Path) -> None:
     for content in (b"\xff\xfe", b"not json", b"x" * (65 * 1024), b'{"id": 1}'):
-        with pytest.raises(UsageError):
+        with pytest.raises(AddressError):
             parse_endpoint_addr(_write(tmp_path, content))
-    with pytest.raises(UsageError, match="cannot read"):
+    with pytest.raises(AddressError, match="cannot read"):
         parse_endpoint_addr(f"@{tmp_path}")  # a directory
 
 
@@ -141,10 +140,10 @@ def test_parse_host_port() -> None:
     assert parse_host_port("example.com:443") == ("example.com", 443)
 
 
-def _ok_or_usage(text: str) -> None:
+def _ok_or_address_error(text: str) -> None:
     try:
         addr = parse_endpoint_addr(text)
-    except UsageError:
+    except AddressError:
         return
     assert (addr.url is not None) != (addr.id is not None)
     if addr.id is not None:
@@ -154,7 +153,7 @@ def _ok_or_usage(text: str) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=200))
 def test_fuzz_text_never_crashes(text: str) -> None:
-    _ok_or_usage(text)
+    _ok_or_address_error(text)
 
 
 _json = st.recursive(
@@ -173,11 +172,11 @@ _json = st.recursive(
     )
 )
 def test_fuzz_json_never_crashes(obj: object) -> None:
-    _ok_or_usage(json.dumps(obj))
+    _ok_or_address_error(json.dumps(obj))
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.text(max_size=60))
 def test_fuzz_urls_never_crash(rest: str) -> None:
     for scheme in ("moql://", "moqt://", "https://"):
-        _ok_or_usage(scheme + rest)
+        _ok_or_address_error(scheme + rest)

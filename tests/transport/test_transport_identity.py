@@ -13,8 +13,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ec_node.errors import ConfigError
-from ec_node.transport.identity import CERT_FILE, KEY_FILE, load_or_create_identity
+from ec_node.transport.identity import CERT_FILE, KEY_FILE, IdentityError, IdentityWriteError, load_or_create_identity
 
 
 def test_same_dir_same_fingerprint(tmp_path: Path) -> None:
@@ -53,17 +52,24 @@ def test_none_gives_fresh_identities() -> None:
     assert a.key_pem_path.exists()
 
 
-def test_incomplete_dir_is_config_error(tmp_path: Path) -> None:
+def test_incomplete_dir_is_identity_error(tmp_path: Path) -> None:
     ident = load_or_create_identity(tmp_path)
     ident.key_pem_path.unlink()
-    with pytest.raises(ConfigError, match="incomplete"):
+    with pytest.raises(IdentityError, match="incomplete") as info:
         load_or_create_identity(tmp_path)
+    assert info.type is IdentityError  # unusable, not unwritable: the CLI maps the two differently
+
+
+def test_unwritable_dir_is_identity_write_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(IdentityWriteError, match="cannot create identity directory"):
+        load_or_create_identity(tmp_path / "file" / "id")
 
 
 def test_key_readable_by_others_is_refused(tmp_path: Path) -> None:
     ident = load_or_create_identity(tmp_path)
     os.chmod(ident.key_pem_path, 0o644)
-    with pytest.raises(ConfigError, match="chmod 600"):
+    with pytest.raises(IdentityError, match="chmod 600"):
         load_or_create_identity(tmp_path)
 
 
@@ -71,12 +77,12 @@ def test_key_of_another_identity_is_refused(tmp_path: Path) -> None:
     a = load_or_create_identity(tmp_path / "a")
     b = load_or_create_identity(tmp_path / "b")
     b.key_pem_path.write_bytes(a.key_pem_path.read_bytes())
-    with pytest.raises(ConfigError, match="does not belong"):
+    with pytest.raises(IdentityError, match="does not belong"):
         load_or_create_identity(tmp_path / "b")
 
 
-def test_garbage_files_are_config_errors(tmp_path: Path) -> None:
+def test_garbage_files_are_identity_errors(tmp_path: Path) -> None:
     ident = load_or_create_identity(tmp_path)
     ident.cert_pem_path.write_bytes(b"garbage")
-    with pytest.raises(ConfigError, match="not a PEM certificate"):
+    with pytest.raises(IdentityError, match="not a PEM certificate"):
         load_or_create_identity(tmp_path)

@@ -8,12 +8,12 @@ from typing import Any
 
 import click
 
-from ec_node.errors import UnreachableError
+from ec_node.cli.exits import documents_exits, exit_codes_help
+from ec_node.errors import ExitCode, UnreachableError
 from ec_node.hdhr.discovery import DISCOVER_PORT
 
-_EXIT_HELP = (
-    "Exit codes: 0 ok, 2 usage, 4 unreachable/not an HDHomeRun, 5 tuners busy, "
-    "6 unknown channel or no signal, 7 output not writable."
+_EXIT_HELP = exit_codes_help(
+    ExitCode.OK, ExitCode.USAGE, ExitCode.UNREACHABLE, ExitCode.TUNER_BUSY, ExitCode.CONFIG, ExitCode.OUTPUT
 )
 
 
@@ -94,13 +94,14 @@ def capture(
     _emit(summary.to_json())
 
 
+@documents_exits(ExitCode.OK, ExitCode.USAGE, ExitCode.BAD_INPUT, ExitCode.CONFIG)
 @click.command(
     "hdhr-emulator",
     help=(
         "Serve MEDIA as a fake HDHomeRun on loopback: HTTP API, PCR-paced streams, tuner allocation and UDP "
         "discovery. Prints one JSON line with its ports and URLs when ready; runs until SIGINT/SIGTERM "
-        "(exit 0). Ports default to 0 (any free port); use --discover-port 65001 to be found by "
-        "`hdhomerun_config discover 127.0.0.1`.\n\nExit codes: 0 ok, 2 usage, 3 bad media, 6 cannot listen."
+        "(then ok). Ports default to 0 (any free port); use --discover-port 65001 to be found by "
+        "`hdhomerun_config discover 127.0.0.1`. It cannot listen on a busy port (config)."
     ),
 )
 @click.option("--media", type=click.Path(path_type=Path, dir_okay=False), required=True, help="MPEG-TS file.")

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import click
 
+from ec_node.cli.exits import documents_exits
+from ec_node.errors import ExitCode
 from ec_node.integrity.keys import generate_key_file
 
 
+@documents_exits(ExitCode.OK, ExitCode.USAGE, ExitCode.OUTPUT)
 @click.command("keygen")
 @click.option(
     "-o",
@@ -22,8 +25,8 @@ from ec_node.integrity.keys import generate_key_file
 def keygen(output: Path, force: bool) -> None:
     """Write a new manifest signing key and print its signer id (hex public key).
 
-    Give the signer id to subscribers as --trust-signer. Exit codes: 0 ok, 2 usage,
-    7 file exists (without --force) or not writable.
+    Give the signer id to subscribers as --trust-signer. An existing file is kept unless --force
+    (that, like an unwritable path, is an output error).
     """
     click.echo(generate_key_file(output, force=force))
 

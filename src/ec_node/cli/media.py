@@ -8,7 +8,9 @@ from typing import Any
 
 import click
 
+from ec_node.cli.exits import documents_exits
 from ec_node.devkit.synth import synthesize_preset
+from ec_node.errors import ExitCode
 
 
 class _IntAnyBase(click.ParamType):
@@ -30,6 +32,7 @@ def media() -> None:
     """Synthetic ATSC-like MPEG-TS for tests and demos."""
 
 
+@documents_exits(ExitCode.OK, ExitCode.USAGE, ExitCode.OUTPUT)
 @media.command("synth")
 @click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help="File to write.")
 @click.option(
@@ -80,10 +83,7 @@ def synth(
     program: int,
     wall_clock: bool,
 ) -> None:
-    """Write a synthetic stream and print one JSON summary line.
-
-    Exit codes: 0 ok, 2 bad arguments, 7 output not writable.
-    """
+    """Write a synthetic stream and print one JSON summary line."""
     extra: dict[str, Any] = {"stt_unix": None} if wall_clock else {}
     if fps is not None:
         extra["fps"] = fps

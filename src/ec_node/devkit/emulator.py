@@ -44,7 +44,7 @@ from ec_node.devkit.pacing import TsMedia, load_ts, schedule
 from ec_node.errors import BadInputError, ConfigError, UsageError
 from ec_node.hdhr import discovery
 from ec_node.hdhr.api import ERROR_TEXT
-from ec_node.hdhr.psip import probe_channels
+from ec_node.ts.inspect import probe_channels
 
 log = logging.getLogger(__name__)
 

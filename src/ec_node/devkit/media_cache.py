@@ -34,10 +34,10 @@ def default_cache_dir() -> Path:
 def _source_digest() -> str:
     """Digest of the modules whose code determines the output bytes, so editing them invalidates the cache."""
     from ec_node.devkit import psip_insert, synth
-    from ec_node.ts import crc, psip
+    from ec_node.ts import crc, psip, section
 
     h = hashlib.sha256()
-    for mod in (synth, psip_insert, psip, crc):
+    for mod in (synth, psip_insert, psip, section, crc):
         if mod.__file__:
             h.update(Path(mod.__file__).read_bytes())
     return h.hexdigest()

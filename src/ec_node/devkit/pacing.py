@@ -20,16 +20,17 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ec_node.errors import BadInputError
-from ec_node.ts.packets import NULL_PID, PACKET_SIZE, PCR_HZ, PacketFramer, read_pcr
+from ec_node.ts.errors import NotTsError
+from ec_node.ts.packets import NULL_PID, PACKET_SIZE, PCR_HZ, PacketFramer
+from ec_node.ts.pcr import pcr_packets, pcr_step
 
-PCR_WRAP = (1 << 33) * 300
 MAX_MEDIA_BYTES = 1 << 30  # the file is held in memory; refuse absurd inputs up front
-MAX_PCR_GAP_S = 1.0  # a bigger jump inside the file is an in-file discontinuity
 
 
 @dataclass(frozen=True)
 class Segment:
+    """A run of packets and the media time the streamer sends it at."""
+
     media_s: float  # seconds since the start of the stream, by the file's PCR
     data: bytes  # whole TS packets
     loop: int  # 0 for the first pass over the file
@@ -53,32 +54,34 @@ class TsMedia:
 
 
 def load_ts(raw: bytes) -> TsMedia:
-    """Align, find the PCR clock and precompute the run table. BadInputError if it is not usable TS."""
+    """Align, find the PCR clock and precompute the run table. NotTsError if it is not usable TS.
+
+    A PCR step the clock does not continue (see :mod:`ec_node.ts.pcr`) is an in-file
+    discontinuity: the schedule advances by one typical step there instead.
+    """
     if len(raw) > MAX_MEDIA_BYTES:
-        raise BadInputError(f"media of {len(raw)} bytes is larger than {MAX_MEDIA_BYTES}")
+        raise NotTsError(f"media of {len(raw)} bytes is larger than {MAX_MEDIA_BYTES}")
     framer = PacketFramer()
     data = b"".join(f.data for f in framer.feed(raw) + framer.flush())
     if len(data) < PACKET_SIZE * 2:
-        raise BadInputError("media is not an MPEG transport stream (no aligned 188-byte packets)")
-    arr = np.frombuffer(data, dtype=np.uint8).reshape(-1, PACKET_SIZE)
-    pids = ((arr[:, 1].astype(np.int32) & 0x1F) << 8) | arr[:, 2]
-    has_pcr = ((arr[:, 3] & 0x20) != 0) & (arr[:, 4] >= 7) & ((arr[:, 5] & 0x10) != 0)
-    idx = np.flatnonzero(has_pcr)
-    if idx.size == 0:
-        raise BadInputError("media carries no PCR, so it cannot be paced in real time")
-    pcr_pid = int(pids[idx[0]])
-    idx = idx[pids[idx] == pcr_pid]
-    pcrs = [read_pcr(data, int(i) * PACKET_SIZE) or 0 for i in idx]
-    diffs = [(b - a) % PCR_WRAP for a, b in zip(pcrs, pcrs[1:], strict=False)]
-    sane = sorted(d for d in diffs if 0 < d <= MAX_PCR_GAP_S * PCR_HZ)
+        raise NotTsError("media is not an MPEG transport stream (no aligned 188-byte packets)")
+    found = pcr_packets(data)
+    if not found:
+        raise NotTsError("media carries no PCR, so it cannot be paced in real time")
+    pcr_pid = found[0][1]
+    idx = [row for row, pid, _ in found if pid == pcr_pid]
+    pcrs = [pcr for _, pid, pcr in found if pid == pcr_pid]
+    steps = [pcr_step(a, b) for a, b in zip(pcrs, pcrs[1:], strict=False)]
+    sane = sorted(d for d in steps if d)
     typical = sane[len(sane) // 2] if sane else PCR_HZ // 25
     times = [0.0]
-    for d in diffs:
-        step = d if 0 < d <= MAX_PCR_GAP_S * PCR_HZ else typical
-        times.append(times[-1] + step / PCR_HZ)
-    starts = [0] + [int(i) for i in idx[1:]]
+    for d in steps:
+        times.append(times[-1] + (d or typical) / PCR_HZ)
+    starts = [0] + idx[1:]
     loop_s = times[-1] + typical / PCR_HZ
 
+    arr = np.frombuffer(data, dtype=np.uint8).reshape(-1, PACKET_SIZE)
+    pids = ((arr[:, 1].astype(np.int32) & 0x1F) << 8) | arr[:, 2]
     cc = arr[:, 3] & 0x0F
     payload = (arr[:, 3] & 0x10) != 0
     cc_step = np.zeros(8192, dtype=np.uint8)
@@ -94,7 +97,7 @@ def load_ts(raw: bytes) -> TsMedia:
         times=tuple(times),
         loop_s=loop_s,
         pcr_pid=pcr_pid,
-        first_pcr_index=int(idx[0]),
+        first_pcr_index=idx[0],
         cc_step=cc_step,
     )
 
@@ -121,27 +124,3 @@ def schedule(media: TsMedia, *, loops: int | None = None) -> Iterator[Segment]:
         for start, end, t in zip(media.starts, ends, media.times, strict=True):
             yield Segment(base + t, data[start * PACKET_SIZE : end * PACKET_SIZE], loop)
         loop += 1
-
-
-def pcr_span_s(data: bytes, pcr_pid: int | None = None) -> float:
-    """Media seconds covered by the PCRs in ``data`` (summing steps, so loops and wraps count)."""
-    framer = PacketFramer()
-    total = 0
-    last: int | None = None
-    for f in framer.feed(data) + framer.flush():
-        buf = f.data
-        for off in range(0, len(buf), PACKET_SIZE):
-            pcr = read_pcr(buf, off)
-            if pcr is None:
-                continue
-            pid = ((buf[off + 1] & 0x1F) << 8) | buf[off + 2]
-            if pcr_pid is None:
-                pcr_pid = pid
-            if pid != pcr_pid:
-                continue
-            if last is not None:
-                d = (pcr - last) % PCR_WRAP
-                if d <= MAX_PCR_GAP_S * PCR_HZ:
-                    total += d
-            last = pcr
-    return total / PCR_HZ

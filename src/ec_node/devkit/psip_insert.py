@@ -20,9 +20,9 @@ from ec_node.ts.psip import (
     build_mgt,
     build_stt,
     build_tvct,
-    packetize_section,
     unix_to_gps,
 )
+from ec_node.ts.section import packetize_section
 
 SDT_PID = 0x11
 NULL_PACKET = bytes([0x47, 0x1F, 0xFF, 0x10]) + b"\xff" * (PACKET_SIZE - 4)

@@ -22,7 +22,8 @@ import numpy as np
 from ec_node import atomic
 from ec_node.devkit.psip_insert import InsertStats, PsipPlan, insert_psip
 from ec_node.errors import OutputError, UsageError
-from ec_node.ts.psip import PsipError, ServiceLocation, ServiceLocationElement, VirtualChannel, build_tvct
+from ec_node.ts.errors import SectionError
+from ec_node.ts.psip import ServiceLocation, ServiceLocationElement, VirtualChannel, build_tvct
 
 PMT_PID = 0x30
 VIDEO_PID = 0x31
@@ -371,7 +372,7 @@ def synthesize_bytes(opts: SynthOptions) -> tuple[bytes, SynthResult]:
         ch = virtual_channel(opts)
         try:
             build_tvct([ch])
-        except PsipError as e:
+        except SectionError as e:
             raise UsageError(f"bad channel parameters: {e}") from None
         start = opts.stt_unix if opts.stt_unix is not None else int(time.time())
         plan = PsipPlan(channels=(ch,), tsid=opts.tsid, stt_unix_start=start)

@@ -12,11 +12,13 @@ import http.client
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from types import TracebackType
+from typing import TypeVar
 from urllib.parse import urlsplit
 
-from ec_node.errors import ConfigError, TunerBusyError, UnreachableError
+from ec_node.errors import ConfigError, EcError, TunerBusyError, UnreachableError
 from ec_node.hdhr.api import (
     DeviceInfo,
     LineupEntry,
@@ -34,7 +36,46 @@ from ec_node.hdhr.api import (
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 64 * 1024
+BUSY_RETRIES = 5
+BUSY_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 10.0
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Busy:
+    """An attempt's answer that every tuner is in use; ``what`` is the device's reason, for the log."""
+
+    what: str
+
+
+def retry_while_busy(
+    attempt: Callable[[], _T | Busy],
+    *,
+    who: str,
+    gave_up: Callable[[str], EcError],
+    retries: int = BUSY_RETRIES,
+    backoff_s: float = BUSY_BACKOFF_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> _T:
+    """Call ``attempt`` until it is not :class:`Busy`, backing off exponentially (capped at MAX_BACKOFF_S).
+
+    Why one helper: a busy tuner answers 503/805 whether it is asked through the lineup (the
+    client) or by a bare stream URL (ingest); both back off the same way. After ``retries``
+    retries the exception ``gave_up(what)`` is raised.
+    """
+    n = 0
+    while True:
+        got = attempt()
+        if not isinstance(got, Busy):
+            return got
+        if n >= retries:
+            raise gave_up(got.what)
+        delay = min(backoff_s * (2**n), MAX_BACKOFF_S)
+        n += 1
+        log.warning("%s busy (%s); retry %d/%d in %.1f s", who, got.what, n, retries, delay)
+        sleep(delay)
 
 
 class HdhrStream(Iterator[bytes]):
@@ -160,8 +201,8 @@ class HdhrClient:
         guide_number: str,
         duration_s: float | None = None,
         *,
-        busy_retries: int = 5,
-        backoff_s: float = 1.0,
+        busy_retries: int = BUSY_RETRIES,
+        backoff_s: float = BUSY_BACKOFF_S,
     ) -> HdhrStream:
         """Tune and return the live body as an iterator of byte chunks.
 
@@ -170,28 +211,17 @@ class HdhrClient:
         ``backoff_s``), UnreachableError (connection refused, timeout, not an HDHomeRun).
         """
         url = self.stream_url(guide_number) + duration_query(duration_s)
-        attempt = 0
-        while True:
+
+        def attempt() -> HdhrStream | Busy:
             conn, resp = self._request_stream(url)
-            verdict, code = classify_stream_response(resp.status, resp.getheader("X-HDHomeRun-Error"))
+            header = resp.getheader("X-HDHomeRun-Error")
+            verdict, code = classify_stream_response(resp.status, header)
             if verdict is StreamVerdict.OK:
                 return HdhrStream(conn, resp, url)
-            header = resp.getheader("X-HDHomeRun-Error")
             conn.close()
             what = describe_error(code, header)
             if verdict is StreamVerdict.BUSY:
-                if attempt >= busy_retries:
-                    raise TunerBusyError(
-                        f"no free tuner on {self.where} for channel {guide_number} after "
-                        f"{busy_retries} retries ({what})"
-                    )
-                delay = min(backoff_s * (2**attempt), MAX_BACKOFF_S)
-                attempt += 1
-                log.warning(
-                    "HDHomeRun %s busy (%s); retry %d/%d in %.1f s", self.where, what, attempt, busy_retries, delay
-                )
-                time.sleep(delay)
-                continue
+                return Busy(what)
             if verdict is StreamVerdict.NO_SIGNAL:
                 raise ConfigError(f"no signal on channel {guide_number} at {self.where} ({what})")
             if verdict is StreamVerdict.CONFIG:
@@ -199,6 +229,16 @@ class HdhrClient:
                     raise not_found_error(guide_number, self.where)
                 raise ConfigError(f"HDHomeRun {self.where} refused channel {guide_number} ({what})")
             raise UnreachableError(f"{self.where} is not an HDHomeRun: stream request returned HTTP {resp.status}")
+
+        return retry_while_busy(
+            attempt,
+            who=f"HDHomeRun {self.where}",
+            retries=busy_retries,
+            backoff_s=backoff_s,
+            gave_up=lambda what: TunerBusyError(
+                f"no free tuner on {self.where} for channel {guide_number} after {busy_retries} retries ({what})"
+            ),
+        )
 
     def _request_stream(self, url: str) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         parts = urlsplit(url)

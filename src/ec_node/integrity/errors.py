@@ -1,14 +1,35 @@
-"""The integrity layer's one error type and its typed rejection reasons.
+"""The integrity layer's own exceptions and its typed rejection reasons.
 
 Everything a hostile peer can send ends, at worst, in an :class:`IntegrityRejection` carrying a
 :class:`RejectReason`, so callers can count rejections by reason and never see a stray exception.
+What a local user gets wrong (a malformed id or secret, a stream that yields no id, an unusable key
+file) has its own subclass of :class:`IntegrityError`. The layer names no exit code: the CLI's table
+(``ec_node.cli.exits``) decides what each class means for the process.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-from ec_node.errors import IntegrityError
+
+class IntegrityError(Exception):
+    """Base of everything the integrity layer raises on purpose (so callers can catch the layer as one)."""
+
+
+class InvalidValueError(IntegrityError):
+    """A signer id, network secret or stream id is malformed: the caller passed a bad value."""
+
+
+class StreamIdError(IntegrityError):
+    """No canonical stream id can be built from what the source says (the user can pass one explicitly)."""
+
+
+class KeyFileError(IntegrityError):
+    """A signing key file is missing, unreadable or does not hold an Ed25519 private key."""
+
+
+class KeyFileWriteError(IntegrityError):
+    """A signing key file cannot be written (exists without ``force``, or the directory refuses it)."""
 
 
 class RejectReason(StrEnum):
@@ -63,4 +84,14 @@ class IntegrityFormatError(IntegrityRejection):
         super().__init__(RejectReason.TOO_LARGE if too_large else RejectReason.MALFORMED, message)
 
 
-__all__ = ["PEER_FAULTS", "IntegrityFormatError", "IntegrityRejection", "RejectReason"]
+__all__ = [
+    "PEER_FAULTS",
+    "IntegrityError",
+    "IntegrityFormatError",
+    "IntegrityRejection",
+    "InvalidValueError",
+    "KeyFileError",
+    "KeyFileWriteError",
+    "RejectReason",
+    "StreamIdError",
+]

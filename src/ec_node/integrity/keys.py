@@ -18,8 +18,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ec_node.errors import ConfigError, OutputError
 from ec_node.integrity._json import is_hex
+from ec_node.integrity.errors import InvalidValueError, KeyFileError, KeyFileWriteError
 
 log = logging.getLogger("ec_node.integrity")
 
@@ -35,12 +35,12 @@ def derive_stream_key(stream_id: str, network_secret: bytes = b"") -> bytes:
 
 
 def parse_network_secret(value: str | None) -> bytes:
-    """``--network-secret`` hex -> bytes; None or "" means no secret (obfuscation only)."""
+    """``--network-secret`` hex -> bytes; None or "" means no secret; malformed: :class:`InvalidValueError`."""
     if value is None:
         return b""
     text = value.strip().lower()
     if len(text) % 2 or len(text) > 2 * MAX_NETWORK_SECRET_BYTES or not is_hex(text, len(text) // 2):
-        raise ConfigError("--network-secret must be an even number of hex digits (at most 1024 bytes)")
+        raise InvalidValueError("--network-secret must be an even number of hex digits (at most 1024 bytes)")
     return bytes.fromhex(text)
 
 
@@ -51,14 +51,14 @@ def signer_id_of(key: Ed25519PublicKey | Ed25519PrivateKey) -> str:
 
 
 def parse_signer_id(value: str) -> str:
-    """Normalize a ``--trust-signer`` value (64 hex digits) and check it is a usable Ed25519 key."""
+    """Normalize a ``--trust-signer`` value (64 hex digits); :class:`InvalidValueError` unless a usable Ed25519 key."""
     text = value.strip().lower()
     if not is_hex(text, 32):
-        raise ConfigError(f"signer id must be 64 hex digits (an Ed25519 public key), got {value!r}")
+        raise InvalidValueError(f"signer id must be 64 hex digits (an Ed25519 public key), got {value!r}")
     try:
         Ed25519PublicKey.from_public_bytes(bytes.fromhex(text))
     except ValueError:
-        raise ConfigError(f"signer id {value!r} is not a valid Ed25519 public key") from None
+        raise InvalidValueError(f"signer id {value!r} is not a valid Ed25519 public key") from None
     return text
 
 
@@ -84,21 +84,21 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def save_signing_key(path: str | os.PathLike[str], key: Ed25519PrivateKey, *, force: bool = False) -> None:
-    """Write ``key`` as PEM PKCS#8 with mode 0600; refuse to replace an existing file unless ``force``."""
+    """Write ``key`` as PEM PKCS#8, mode 0600; :class:`KeyFileWriteError` for an existing file (unless ``force``)."""
     p = Path(path)
     data = _pem(key)
     if not force:
         try:
             fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            raise OutputError(f"{p}: file exists; pass --force to overwrite") from None
+            raise KeyFileWriteError(f"{p}: file exists; pass --force to overwrite") from None
         except OSError as e:
-            raise OutputError(f"{p}: cannot create key file: {e.strerror}") from None
+            raise KeyFileWriteError(f"{p}: cannot create key file: {e.strerror}") from None
         try:
             os.fchmod(fd, 0o600)  # the umask may only narrow; make the mode exact
             _write_all(fd, data)
         except OSError as e:
-            raise OutputError(f"{p}: cannot write key file: {e.strerror}") from None
+            raise KeyFileWriteError(f"{p}: cannot write key file: {e.strerror}") from None
         finally:
             os.close(fd)
         return
@@ -106,7 +106,7 @@ def save_signing_key(path: str | os.PathLike[str], key: Ed25519PrivateKey, *, fo
     try:
         fd, tmp = tempfile.mkstemp(prefix=".keygen-", dir=p.parent)
     except OSError as e:
-        raise OutputError(f"{p}: cannot create key file: {e.strerror}") from None
+        raise KeyFileWriteError(f"{p}: cannot create key file: {e.strerror}") from None
     try:
         os.fchmod(fd, 0o600)
         _write_all(fd, data)
@@ -117,31 +117,31 @@ def save_signing_key(path: str | os.PathLike[str], key: Ed25519PrivateKey, *, fo
         if fd >= 0:
             os.close(fd)
         Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"{p}: cannot write key file: {e.strerror}") from None
+        raise KeyFileWriteError(f"{p}: cannot write key file: {e.strerror}") from None
 
 
 def load_signing_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
-    """Read a PEM PKCS#8 Ed25519 key file; any problem is one :class:`ConfigError`."""
+    """Read a PEM PKCS#8 Ed25519 key file; any problem is one :class:`KeyFileError`."""
     p = Path(path)
     try:
         st = p.stat()
         if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{p}: not a regular file")
+            raise KeyFileError(f"{p}: not a regular file")
         if st.st_size > MAX_KEY_FILE_BYTES:
-            raise ConfigError(f"{p}: too large to be a signing key file")
+            raise KeyFileError(f"{p}: too large to be a signing key file")
         data = p.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{p}: signing key file not found (create one with `ec-node keygen -o {p}`)") from None
+        raise KeyFileError(f"{p}: signing key file not found (create one with `ec-node keygen -o {p}`)") from None
     except OSError as e:
-        raise ConfigError(f"{p}: cannot read signing key file: {e.strerror}") from None
+        raise KeyFileError(f"{p}: cannot read signing key file: {e.strerror}") from None
     if st.st_mode & 0o077:
         log.warning("%s: signing key file is readable by group/others (mode %o)", p, st.st_mode & 0o777)
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise ConfigError(f"{p}: not an unencrypted PEM PKCS#8 private key") from None
+        raise KeyFileError(f"{p}: not an unencrypted PEM PKCS#8 private key") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise ConfigError(f"{p}: not an Ed25519 private key")
+        raise KeyFileError(f"{p}: not an Ed25519 private key")
     return key
 
 

@@ -50,10 +50,20 @@ BODY_FIELDS = frozenset(
     }
 )
 ABSENT = ""  # slot value for an index whose window produced no chunk
+#: Metadata key of the signed link across index jumps (PROTOCOL.md §8): the index of the chunk the leader
+#: published just before this epoch's first present chunk, present only when the leader saw the stream
+#: intact in between. Absent (never -1 or null) otherwise, e.g. on the first manifest of a run.
+PREV_CHUNK_KEY = "prev_chunk_index"
 _I64_MIN = -(1 << 63)
 
 
 # ---------------------------------------------------------------- epochs
+
+
+def prev_chunk_index(metadata: Mapping[str, Any]) -> int | None:
+    """The signed ``prev_chunk_index`` link of a manifest's metadata, if it carries a valid one."""
+    prev = metadata.get(PREV_CHUNK_KEY)
+    return prev if isinstance(prev, int) and not isinstance(prev, bool) and prev >= 0 else None
 
 
 def epoch_of(chunk_index: int, epoch_chunks: int) -> int:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import blake3
 
-from ec_node.errors import ConfigError
+from ec_node.integrity.errors import InvalidValueError, StreamIdError
 
 PREFIX = "ec/stream/v1"
 MAX_STREAM_ID_BYTES = 256
@@ -56,7 +56,7 @@ def _sanitize(value: str, pattern: re.Pattern[str]) -> str:
 def _segment(name: str, value: str | int) -> str:
     text = _sanitize(str(value), _NOT_SEG)
     if not text:
-        raise ConfigError(f"cannot build a stream id: {name} {str(value)!r} has no usable characters")
+        raise StreamIdError(f"cannot build a stream id: {name} {str(value)!r} has no usable characters")
     return f"{name}-{text}"
 
 
@@ -86,58 +86,68 @@ def derive_stream_id(
     if identity is not None and program is not None and identity.transport_stream_id is not None:
         tsid = identity.transport_stream_id
         if not 0 <= tsid <= 0xFFFF or not 0 < program <= 0xFFFF:
-            raise ConfigError(f"cannot build a stream id: tsid {tsid} / program {program} out of range")
+            raise StreamIdError(f"cannot build a stream id: tsid {tsid} / program {program} out of range")
         standard = "atsc" if identity.has_psip else "mpegts"
         parts = [PREFIX, "broadcast", standard, f"tsid-{tsid}", f"program-{program}"]
         if identity.has_psip and identity.short_name:
             call = _sanitize(identity.short_name, _NOT_CALL)
             if call:
                 parts.append(f"callsign-{call}")
-        return validate_stream_id("/".join(parts) + "/" + tail)
+        return _derived(parts, tail)
     parts = [PREFIX, "source", source.kind]
     if source.kind == "hdhr":
         if not source.device_id or not source.channel:
-            raise ConfigError("cannot build a stream id: HDHomeRun source needs a device id and a channel")
+            raise StreamIdError("cannot build a stream id: HDHomeRun source needs a device id and a channel")
         parts += [_segment("device", source.device_id), _segment("channel", source.channel)]
     elif source.kind == "file":
         if not source.locator:
-            raise ConfigError("cannot build a stream id: file source needs a path")
+            raise StreamIdError("cannot build a stream id: file source needs a path")
         parts.append(_segment("name", PurePath(source.locator).name))
     elif source.kind == "url":
         if not source.locator:
-            raise ConfigError("cannot build a stream id: URL source needs a URL")
+            raise StreamIdError("cannot build a stream id: URL source needs a URL")
         host = urlsplit(source.locator).hostname or "unknown"
         ref = blake3.blake3(source.locator.encode("utf-8")).hexdigest(length=8)
         parts += [_segment("host", host), f"ref-{ref}"]
     elif source.kind != "stdin":
-        raise ConfigError(f"cannot build a stream id: unknown source kind {source.kind!r}")
-    return validate_stream_id("/".join(parts) + "/" + tail)
+        raise StreamIdError(f"cannot build a stream id: unknown source kind {source.kind!r}")
+    return _derived(parts, tail)
+
+
+def _derived(parts: list[str], tail: str) -> str:
+    """Join a derived id; if it still is not valid (too long), that is the source's fault, not the caller's."""
+    sid = "/".join(parts) + "/" + tail
+    try:
+        return validate_stream_id(sid)
+    except InvalidValueError as e:
+        raise StreamIdError(f"cannot build a stream id: {e}; give one explicitly") from None
 
 
 def validate_stream_id(s: str) -> str:
-    """Refuse ids that cannot be a MoQ broadcast name or a key-derivation input; return ``s`` unchanged."""
+    """Refuse (:class:`InvalidValueError`) ids that cannot be a MoQ broadcast name or a key-derivation input."""
     if not isinstance(s, str) or not s:
-        raise ConfigError("stream id must be a non-empty string")
+        raise InvalidValueError("stream id must be a non-empty string")
     if s != s.strip():
-        raise ConfigError("stream id must not start or end with whitespace")
+        raise InvalidValueError("stream id must not start or end with whitespace")
     try:
         n = len(s.encode("utf-8"))
     except UnicodeEncodeError:
-        raise ConfigError("stream id is not valid Unicode text") from None
+        raise InvalidValueError("stream id is not valid Unicode text") from None
     if n > MAX_STREAM_ID_BYTES:
-        raise ConfigError(f"stream id longer than {MAX_STREAM_ID_BYTES} bytes")
+        raise InvalidValueError(f"stream id longer than {MAX_STREAM_ID_BYTES} bytes")
     for ch in s:
         if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
-            raise ConfigError(f"stream id contains a control character (U+{ord(ch):04X})")
+            raise InvalidValueError(f"stream id contains a control character (U+{ord(ch):04X})")
     return s
 
 
 def is_valid_stream_id(s: object) -> bool:
+    """Whether ``s`` is a usable stream id, for checks on peer data that must not raise."""
     if not isinstance(s, str):
         return False
     try:
         validate_stream_id(s)
-    except ConfigError:
+    except InvalidValueError:
         return False
     return True
 

@@ -9,6 +9,7 @@ arrive before their manifest wait in a buffer bounded by count and bytes. PROTOC
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import logging
 from collections import Counter, OrderedDict
@@ -90,6 +91,7 @@ class _Pending:
     plaintext: bytes | None
     size: int
     source: str = ""
+    digest: bytes | None = None
 
 
 class Verifier:
@@ -99,6 +101,13 @@ class Verifier:
     manifests and each object's meta against them, but cannot check the ciphertext itself.
     ``trusted_signers`` (``--trust-signer``) pins signer ids; with none and ``trust_on_first_use``,
     the first signer of a self-consistent manifest is pinned and logged.
+
+    ``require_manifest=False`` is the unverified mode (no ``--require-manifest``): an object that is
+    self-consistent (decodes, names the stream, and with a key opens and hashes right) is accepted at
+    once unless a usable manifest says otherwise. In both modes this is the one place that judges
+    duplicates: a second copy of an accepted index is a duplicate if its ciphertext is the same, and
+    a proven lie if it names another hash than the manifest or (with the key: sealing is
+    deterministic) carries other ciphertext.
     """
 
     def __init__(
@@ -113,6 +122,8 @@ class Verifier:
         max_pending_per_source: int | None = None,
         max_retained_slots: int = 65536,
         limits: Limits = DEFAULT_LIMITS,
+        require_manifest: bool = True,
+        keep_plaintext: bool = True,
     ) -> None:
         if max_retained_slots < limits.max_manifest_chunks:
             raise ValueError("max_retained_slots must be >= limits.max_manifest_chunks")
@@ -125,10 +136,12 @@ class Verifier:
         self.max_pending_per_source = max_pending_per_source  # None: no per-source share
         self.max_retained_slots = max_retained_slots
         self.limits = limits
+        self.require_manifest = require_manifest  # False: a self-consistent object needs no manifest
+        self.keep_plaintext = keep_plaintext  # False (relays): check plaintext, then let it go
         self._cover: dict[int, Manifest] = {}
         self._heap: list[int] = []
         self._floor = 0  # indices below this were forgotten: objects for them are stale
-        self._accepted: set[int] = set()
+        self._accepted: dict[int, bytes] = {}  # index -> digest of the accepted copy's ciphertext
         self._pending: dict[int, list[_Pending]] = {}
         self._pending_count = 0
         self._pending_bytes = 0
@@ -254,7 +267,7 @@ class Verifier:
                     refuted = self._drop(i, RejectReason.HASH_MISMATCH, "differs from the accepted copy", p.source)
                     dropped.append(refuted)
                     continue
-                outcome = self._judge(i, p.meta, p.frame, p.plaintext, self._cover[i], p.source)
+                outcome = self._judge(i, p.meta, p.frame, p.plaintext, self._cover[i], p.source, p.digest)
                 if isinstance(outcome, AcceptedObject):
                     released.append(outcome)
                 else:
@@ -274,7 +287,7 @@ class Verifier:
         while len(self._cover) > self.max_retained_slots and self._heap:
             i = heapq.heappop(self._heap)
             if self._cover.pop(i, None) is not None:
-                self._accepted.discard(i)
+                self._accepted.pop(i, None)
                 self._floor = max(self._floor, i + 1)
         for i in [k for k in self._pending if k < self._floor]:
             for p in self._pending.pop(i):
@@ -296,8 +309,9 @@ class Verifier:
         idx = meta.chunk_index
         if idx < self._floor:
             return self._reject_object(idx, RejectReason.STALE, "older than the retained manifest window")
+        digest = _digest(frame.payload)
         if idx in self._accepted:
-            return ObjectDecision(Verdict.DUPLICATE, idx)
+            return self._judge_duplicate(idx, meta, digest)
         plaintext: bytes | None = None
         if self._cipher is not None:
             try:
@@ -306,15 +320,24 @@ class Verifier:
                 return self._reject_object(idx, e.reason, e.detail)
         raw = data if isinstance(data, bytes) else bytes(data)
         manifest = self._cover.get(idx)
+        if manifest is None and not self.require_manifest:
+            accepted = self._accept(idx, meta, raw, plaintext, "", source, digest)
+            return ObjectDecision(Verdict.ACCEPTED, idx, released=(accepted,))
         if manifest is not None:
-            outcome = self._judge(idx, meta, raw, plaintext, manifest, source)
+            outcome = self._judge(idx, meta, raw, plaintext, manifest, source, digest)
             if isinstance(outcome, AcceptedObject):
                 return ObjectDecision(Verdict.ACCEPTED, idx, released=(outcome,))
             return ObjectDecision(Verdict.REJECTED, idx, outcome.reason, outcome.detail)
-        return self._buffer(idx, meta, raw, plaintext, source)
+        return self._buffer(idx, meta, raw, plaintext if self.keep_plaintext else None, source, digest)
 
     def _buffer(
-        self, idx: int, meta: ObjectMeta, raw: bytes, plaintext: bytes | None, source: str = ""
+        self,
+        idx: int,
+        meta: ObjectMeta,
+        raw: bytes,
+        plaintext: bytes | None,
+        source: str = "",
+        digest: bytes | None = None,
     ) -> ObjectDecision:
         for p in self._pending.get(idx, ()):
             if p.meta.chunk_hash == meta.chunk_hash:
@@ -341,7 +364,7 @@ class Verifier:
                     idx, RejectReason.BUFFER_FULL, "pre-manifest buffer full", dropped=tuple(dropped)
                 )
             dropped.append(self._evict_pending(top, None))
-        self._pending.setdefault(idx, []).append(_Pending(idx, meta, raw, plaintext, size, source))
+        self._pending.setdefault(idx, []).append(_Pending(idx, meta, raw, plaintext, size, source, digest))
         self._pending_count += 1
         self._pending_bytes += size
         return ObjectDecision(Verdict.PENDING, idx, dropped=tuple(dropped))
@@ -373,7 +396,14 @@ class Verifier:
         return tuple(dropped)
 
     def _judge(
-        self, idx: int, meta: ObjectMeta, raw: bytes, plaintext: bytes | None, manifest: Manifest, source: str = ""
+        self,
+        idx: int,
+        meta: ObjectMeta,
+        raw: bytes,
+        plaintext: bytes | None,
+        manifest: Manifest,
+        source: str = "",
+        digest: bytes | None = None,
     ) -> AcceptedObject | DroppedObject:
         body = manifest.body
         reason: RejectReason | None = None
@@ -397,9 +427,39 @@ class Verifier:
             reason, detail = RejectReason.BAD_PROOF, "root-only manifest and the object carries no chunk_proof"
         if reason is not None:
             return self._drop(idx, reason, f"object {idx}: {detail}", source)
-        self._accepted.add(idx)
+        return self._accept(idx, meta, raw, plaintext, manifest.manifest_id, source, digest)
+
+    def _accept(
+        self,
+        idx: int,
+        meta: ObjectMeta,
+        raw: bytes,
+        plaintext: bytes | None,
+        manifest_id: str,
+        source: str,
+        digest: bytes | None = None,
+    ) -> AcceptedObject:
+        self._accepted[idx] = _digest(decode_frame(raw, self.limits).payload) if digest is None else digest
+        while len(self._accepted) > self.max_retained_slots:  # bounded (unverified mode): forget the oldest
+            old = next(iter(self._accepted))
+            del self._accepted[old]
+            self._floor = max(self._floor, old + 1)
         self.accepted_objects += 1
-        return AcceptedObject(idx, meta, raw, plaintext, manifest.manifest_id, source)
+        return AcceptedObject(idx, meta, raw, plaintext if self.keep_plaintext else None, manifest_id, source)
+
+    def _judge_duplicate(self, idx: int, meta: ObjectMeta, digest: bytes) -> ObjectDecision:
+        """A copy of an index already accepted: the same ciphertext is a duplicate; anything else may be a lie."""
+        if digest == self._accepted[idx]:
+            return ObjectDecision(Verdict.DUPLICATE, idx)
+        expected = self.expected_hash(idx)
+        if expected is not None and meta.chunk_hash != expected:
+            return self._reject_object(idx, RejectReason.HASH_MISMATCH, f"object {idx}: hash differs from the manifest")
+        if self._cipher is not None:
+            # sealing is deterministic (the nonce derives from index and plaintext hash): other
+            # ciphertext for an accepted chunk cannot be genuine
+            detail = f"object {idx}: ciphertext differs from the accepted copy"
+            return self._reject_object(idx, RejectReason.BAD_AEAD, detail)
+        return ObjectDecision(Verdict.DUPLICATE, idx)  # keyless: cannot tell, so no blame
 
     def _drop(self, idx: int, reason: RejectReason, detail: str, source: str = "") -> DroppedObject:
         self._obj_rej[reason] += 1
@@ -412,6 +472,10 @@ class Verifier:
         self._obj_rej[reason] += 1
         log.debug("object %s rejected (%s): %s", idx, reason.value, detail)
         return ObjectDecision(Verdict.REJECTED, idx, reason, detail, dropped=dropped)
+
+
+def _digest(data: bytes | memoryview) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 def _consistent(old: Manifest, new: Manifest, i: int) -> bool:

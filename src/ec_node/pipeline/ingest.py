@@ -1,7 +1,9 @@
-"""Ingest sources: where MPEG-TS bytes come from, and the guard that they are MPEG-TS at all.
+"""Ingest sources: where MPEG-TS bytes come from, and reconnecting when a live one is cut.
 
 A source spec is a path, ``-`` (stdin), an ``http(s)://`` URL of a TS stream (such as an
-HDHomeRun stream URL), or ``hdhr://HOST[:PORT]/<GuideNumber>``.
+HDHomeRun stream URL), or ``hdhr://HOST[:PORT]/<GuideNumber>``. What the bytes mean is
+:mod:`ec_node.ts`'s business (the PCR clock that measures what a connection delivered, the
+input guard that they are TS at all); a busy tuner is retried by :mod:`ec_node.hdhr.client`.
 """
 
 from __future__ import annotations
@@ -13,29 +15,21 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
-
-import numpy as np
+from typing import Literal
 
 from ec_node.errors import BadInputError, EcError, TunerBusyError, UnreachableError
-from ec_node.ts.chunker import Chunk, Chunker
-from ec_node.ts.packets import PACKET_SIZE, PCR_HZ, PacketFramer, read_pcr
-
-if TYPE_CHECKING:
-    from ec_node.hdhr.client import HdhrStream
+from ec_node.hdhr.client import BUSY_BACKOFF_S, BUSY_RETRIES, Busy, HdhrClient, HdhrStream, retry_while_busy
+from ec_node.ts.pcr import PcrClock
 
 log = logging.getLogger(__name__)
 
 READ_SIZE = 1024 * 1024
-# Give up when this much input has passed without sync, or without a PAT/PMT naming a video PID.
-NO_SYNC_LIMIT = 2 * 1024 * 1024
-NO_VIDEO_LIMIT = 16 * 1024 * 1024
-MAX_PCR_STEP_S = 2.0
-_PCR_WRAP = (1 << 33) * 300
 
 
 @dataclass(frozen=True)
 class SourceSpec:
+    """A parsed ``--input``: which kind of source, and where."""
+
     kind: str  # "file" | "stdin" | "url" | "hdhr"
     locator: str
     host: str | None = None
@@ -43,6 +37,7 @@ class SourceSpec:
 
 
 def parse_source(spec: str) -> SourceSpec:
+    """Tell a path, ``-``, a URL and ``hdhr://HOST/<GuideNumber>`` apart (UsageError for a bad hdhr spec)."""
     if spec == "-":
         return SourceSpec("stdin", "-")
     if spec.startswith(("http://", "https://")):
@@ -59,6 +54,7 @@ def parse_source(spec: str) -> SourceSpec:
 
 
 def read_file(path: Path, read_size: int = READ_SIZE) -> Iterator[bytes]:
+    """A file's bytes in reads; missing, directory or unreadable is BadInputError before the first read."""
     try:
         f = path.open("rb")
     except FileNotFoundError:
@@ -76,6 +72,7 @@ def read_file(path: Path, read_size: int = READ_SIZE) -> Iterator[bytes]:
 
 
 def read_stdin(read_size: int = READ_SIZE) -> Iterator[bytes]:
+    """Standard input's bytes as they arrive (``read1``: no waiting for a full buffer)."""
     stream = sys.stdin.buffer
     while True:
         data = stream.read1(read_size) if hasattr(stream, "read1") else stream.read(read_size)
@@ -85,47 +82,6 @@ def read_stdin(read_size: int = READ_SIZE) -> Iterator[bytes]:
 
 
 # -- live sources: reconnect when the far end closes the stream -------------------------------------
-
-
-class MediaClock:
-    """Media seconds a stream has delivered, by its own PCR.
-
-    Steps between successive PCRs of the first PCR PID are summed when they are forward and at
-    most MAX_PCR_STEP_S, so a splice or a loop costs one step instead of corrupting the total.
-    A device's ``duration`` counts stream time, which is what a remaining request must match.
-    """
-
-    def __init__(self) -> None:
-        self._framer = PacketFramer()
-        self._pid: int | None = None
-        self._last: int | None = None
-        self.ticks = 0
-
-    @property
-    def seconds(self) -> float:
-        return self.ticks / PCR_HZ
-
-    def feed(self, data: bytes) -> None:
-        for run in self._framer.feed(data):
-            d = run.data
-            if not d:
-                continue
-            rows = np.frombuffer(d, dtype=np.uint8).reshape(-1, PACKET_SIZE)
-            has = ((rows[:, 3] & 0x20) != 0) & (rows[:, 4] >= 7) & ((rows[:, 5] & 0x10) != 0)
-            for r in np.flatnonzero(has).tolist():
-                off = r * PACKET_SIZE
-                pid = ((d[off + 1] & 0x1F) << 8) | d[off + 2]
-                if self._pid is None:
-                    self._pid = pid
-                if pid != self._pid:
-                    continue
-                pcr = read_pcr(d, off)
-                assert pcr is not None
-                if self._last is not None:
-                    step = (pcr - self._last) % _PCR_WRAP
-                    if 0 < step <= MAX_PCR_STEP_S * PCR_HZ:
-                        self.ticks += step
-                self._last = pcr
 
 
 @dataclass(frozen=True)
@@ -165,6 +121,7 @@ class ReconnectPlan:
     reconnects: int = 0  # reconnect attempts made, in total
 
     def remaining_s(self) -> float | None:
+        """Seconds still owed of the requested duration (None: no limit)."""
         return None if self.duration_s is None else max(0.0, self.duration_s - self.consumed_s)
 
     def stream_ended(self, nbytes: int, media_s: float, natural_end: bool) -> Next:
@@ -182,6 +139,7 @@ class ReconnectPlan:
         return self._next()
 
     def open_failed(self) -> Next:
+        """A reopen raised: one more consecutive failure."""
         self.failures += 1
         return self._next()
 
@@ -233,7 +191,7 @@ def reconnecting(
                         *(what, last_error, nxt.attempt, limit, nxt.delay_s),
                     )
             else:
-                clock = MediaClock()
+                clock = PcrClock()
                 nbytes = 0
                 t0 = time.monotonic()
                 for data in conn.reads:
@@ -286,8 +244,6 @@ def open_hdhr(
     The first open is eager so that an unknown channel, no signal or all tuners busy surface
     as the caller's error before any byte is read.
     """
-    from ec_node.hdhr.client import HdhrClient
-
     client = HdhrClient(host)
     first = _hdhr_connection(client.open_stream(channel, duration_s))
     what = f"tuner {client.where} channel {channel}"
@@ -307,46 +263,42 @@ def open_hdhr(
     )
 
 
-URL_BUSY_RETRIES = 5
-URL_BUSY_BACKOFF_S = 1.0
-URL_MAX_BACKOFF_S = 10.0
-
-
 def _open_url(
     url: str,
     deadline_s: float | None,
     *,
-    busy_retries: int = URL_BUSY_RETRIES,
-    backoff_s: float = URL_BUSY_BACKOFF_S,
+    busy_retries: int = BUSY_RETRIES,
+    backoff_s: float = BUSY_BACKOFF_S,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Connection:
-    """GET ``url``. A 503 (an HDHomeRun's "all tuners busy") is retried with backoff."""
+    """GET ``url``. A 503 (an HDHomeRun's "all tuners busy") is retried with the client's backoff."""
     import http.client
     import urllib.error
     import urllib.request
 
     from ec_node.hdhr.api import StreamVerdict, classify_stream_response, describe_error
 
-    attempt = 0
-    while True:
+    def attempt() -> http.client.HTTPResponse | Busy:
         try:
-            resp = urllib.request.urlopen(url, timeout=15)
-            break
+            return urllib.request.urlopen(url, timeout=15)
         except urllib.error.HTTPError as e:
             header = e.headers.get("X-HDHomeRun-Error") if e.headers else None
             e.close()
             verdict, code = classify_stream_response(e.code, header)
             if e.code != 503 or verdict is not StreamVerdict.BUSY:
                 raise BadInputError(f"{url}: HTTP {e.code} {e.reason}") from None
-            what = describe_error(code, header) if header else "HTTP 503"
-            if attempt >= busy_retries:
-                raise TunerBusyError(f"{url}: still busy after {busy_retries} retries ({what})") from None
-            delay = min(backoff_s * (2**attempt), URL_MAX_BACKOFF_S)
-            attempt += 1
-            log.warning("%s busy (%s); retry %d/%d in %.1f s", url, what, attempt, busy_retries, delay)
-            sleep(delay)
+            return Busy(describe_error(code, header) if header else "HTTP 503")
         except (urllib.error.URLError, OSError) as e:
             raise UnreachableError(f"{url}: {getattr(e, 'reason', e)}") from None
+
+    resp = retry_while_busy(
+        attempt,
+        who=url,
+        retries=busy_retries,
+        backoff_s=backoff_s,
+        sleep=sleep,
+        gave_up=lambda what: TunerBusyError(f"{url}: still busy after {busy_retries} retries ({what})"),
+    )
 
     state = {"reason": "eof", "complete": False}
 
@@ -403,69 +355,23 @@ def open_source(spec: str, duration_s: float | None = None) -> Iterator[bytes]:
 def pace_by_pcr(reads: Iterable[bytes], speed: float = 1.0, piece: int = 64 * 1024) -> Iterator[bytes]:
     """Release bytes no faster than the stream's own PCR clock (``--realtime`` for files).
 
-    Reads are cut into ``piece``-byte parts so a large read is not released in one burst. Reads
-    may split packets anywhere; PCRs are taken from aligned packets only. A PCR that jumps back,
-    or ahead by more than MAX_PCR_STEP_S, restarts the clock (a loop or a splice).
+    Reads are cut into ``piece``-byte parts so a large read is not released in one burst. Where
+    the PCR clock jumps (a loop or a splice, by :mod:`ec_node.ts.pcr`'s rule) pacing starts over.
     """
-    framer = PacketFramer()
+    clock = PcrClock()
+    epoch = 0
     t0 = 0.0
-    pcr0: int | None = None
-    last = 0
     for read in reads:
         for i in range(0, len(read), piece):
             data = read[i : i + piece]
-            for run in framer.feed(data):
-                d = run.data
-                for off in range(0, len(d), PACKET_SIZE):
-                    pcr = read_pcr(d, off)
-                    if pcr is None:
-                        continue
-                    if pcr0 is None or pcr < last or pcr - last > MAX_PCR_STEP_S * PCR_HZ:
-                        pcr0, t0 = pcr, time.monotonic()
-                    last = pcr
-            if pcr0 is not None:
-                delay = t0 + (last - pcr0) / PCR_HZ / speed - time.monotonic()
+            clock.feed(data)
+            if clock.epochs != epoch:
+                epoch, t0 = clock.epochs, time.monotonic()
+            if epoch:
+                delay = t0 + clock.epoch_seconds / speed - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
             yield data
-
-
-class GuardedChunker:
-    """A :class:`Chunker` that fails clearly when its input is not usable MPEG-TS."""
-
-    def __init__(self, chunk_ms: int, name: str = "input") -> None:
-        self.chunker = Chunker(chunk_ms)
-        self.name = name
-        self.bytes_in = 0
-
-    def feed(self, data: bytes) -> list[Chunk]:
-        self.bytes_in += len(data)
-        out = self.chunker.feed(data)
-        self._check(final=False)
-        return out
-
-    def flush(self) -> list[Chunk]:
-        out = self.chunker.flush()
-        self._check(final=True)
-        return out
-
-    def _check(self, final: bool) -> None:
-        ch = self.chunker
-        if ch.packets_seen == 0 and (final or self.bytes_in > NO_SYNC_LIMIT):
-            if self.bytes_in == 0:
-                raise BadInputError(f"{self.name}: empty input")
-            raise BadInputError(f"{self.name}: not an MPEG-TS stream (no 0x47 sync at 188-byte spacing)")
-        if ch.info.video_pid is None and (final or self.bytes_in > NO_VIDEO_LIMIT) and ch.packets_seen:
-            if ch.info.pat is None:
-                raise BadInputError(f"{self.name}: MPEG-TS without a PAT")
-            raise BadInputError(f"{self.name}: MPEG-TS has no video PID in its PMT")
-
-
-def chunks_of(reads: Iterable[bytes], chunk_ms: int, name: str = "input") -> Iterator[Chunk]:
-    g = GuardedChunker(chunk_ms, name)
-    for data in reads:
-        yield from g.feed(data)
-    yield from g.flush()
 
 
 __all__ = [
@@ -476,11 +382,8 @@ __all__ = [
     "read_url",
     "reconnecting",
     "Connection",
-    "MediaClock",
     "Next",
     "ReconnectPlan",
     "ReconnectPolicy",
     "pace_by_pcr",
-    "chunks_of",
-    "GuardedChunker",
 ]

@@ -19,12 +19,15 @@ from ec_node.errors import UsageError
 from ec_node.integrity.keys import derive_stream_key, parse_network_secret
 from ec_node.integrity.signer import Signer
 from ec_node.integrity.stream_id import SourceHint, derive_stream_id, validate_stream_id
-from ec_node.pipeline.aio import emit_json, install_stop_signals, iterate_in_thread, write_json_file
-from ec_node.pipeline.identify import identity_of, probe
-from ec_node.pipeline.ingest import GuardedChunker, open_source, pace_by_pcr, parse_source
+from ec_node.pipeline.aio import install_stop_signals, iterate_in_thread
+from ec_node.pipeline.identify import identity_of
+from ec_node.pipeline.ingest import open_source, pace_by_pcr, parse_source
 from ec_node.pipeline.publish_core import PublishCore
+from ec_node.pipeline.startup import StartupObject
 from ec_node.transport.base import TrackWriter, Transport
 from ec_node.transport.identity import load_or_create_identity
+from ec_node.ts.guard import GuardedChunker
+from ec_node.ts.inspect import probe_head
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +99,7 @@ async def run_publish(cfg: PublishConfig, out: TextIO = sys.stdout, transport: T
     reads = await asyncio.to_thread(open_source, cfg.input, cfg.duration_s)
     if cfg.realtime:
         reads = pace_by_pcr(reads)
-    head = await asyncio.to_thread(probe, reads, cfg.chunk_ms, name)
+    head = await asyncio.to_thread(probe_head, reads, cfg.chunk_ms, name)
     stream_id = derive_stream_id(
         identity_of(head.info), _source_hint(cfg.input, device_id), explicit=cfg.stream_id
     )
@@ -115,16 +118,10 @@ async def run_publish(cfg: PublishConfig, out: TextIO = sys.stdout, transport: T
     listener = await transport.listen(cfg.listen, identity, cfg.cache_mb * 1024 * 1024)
     try:
         writers = listener.publish_broadcast(broadcast, core.tracks)
-        startup: dict[str, Any] = {
-            "endpoint_addr": listener.endpoint_addr.to_json(),
-            "broadcast": broadcast,
-            "stream_id": stream_id,
-            "tracks": core.tracks,
-            "signer_id": signer.signer_id if cfg.publish_manifests and signer else None,
-        }
-        if cfg.addr_file is not None:
-            write_json_file(cfg.addr_file, startup)
-        emit_json(out, startup)
+        signer_id = signer.signer_id if cfg.publish_manifests and signer else None
+        StartupObject(listener.endpoint_addr, broadcast, stream_id, tuple(core.tracks), signer_id).announce(
+            out, cfg.addr_file
+        )
         log.info("serving %s (%s) on %s", broadcast, ", ".join(core.tracks), listener.endpoint_addr.to_json())
 
         if cfg.startup_delay_ms and await _wait(stop, cfg.startup_delay_ms / 1000):

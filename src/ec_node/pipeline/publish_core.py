@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from ec_node.integrity.aead import StreamCipher, chunk_hash
 from ec_node.integrity.frames import CHUNKS_TRACK, MANIFESTS_TRACK
-from ec_node.integrity.manifest import EpochAssembler, ManifestBody, epoch_id_for, epoch_of
+from ec_node.integrity.manifest import PREV_CHUNK_KEY, EpochAssembler, ManifestBody, epoch_id_for, epoch_of
 from ec_node.integrity.objects import seal_object
 from ec_node.integrity.signer import Signer
 from ec_node.ts.chunker import Chunk
@@ -20,7 +20,6 @@ from ec_node.ts.chunker import Chunk
 log = logging.getLogger(__name__)
 
 ENCODER_PROFILE_ID = "passthrough-mpegts-v1"
-PREV_CHUNK_KEY = "prev_chunk_index"  # manifest metadata: index of the chunk before the epoch's first
 
 
 @dataclass(frozen=True)

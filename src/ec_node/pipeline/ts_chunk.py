@@ -10,7 +10,8 @@ import blake3
 
 from ec_node.atomic import write_atomic
 from ec_node.pipeline.hls import prepare_dir
-from ec_node.pipeline.ingest import chunks_of, open_source
+from ec_node.pipeline.ingest import open_source
+from ec_node.ts.guard import chunks_of
 
 
 def run_ts_chunk(source: str, out_dir: Path | None, chunk_ms: int, out: TextIO) -> int:

@@ -7,6 +7,7 @@ re-exported here; the moq-rs implementation lives in :mod:`ec_node.transport.moq
 
 from ec_node.transport.addr import EndpointAddr, parse_endpoint_addr
 from ec_node.transport.base import (
+    GroupEvent,
     Listener,
     NotFoundError,
     PeerLostError,
@@ -16,12 +17,9 @@ from ec_node.transport.base import (
     Transport,
 )
 from ec_node.transport.identity import NodeIdentity, load_or_create_identity
-from ec_node.transport.sequencing import Event, GapEvent, GroupEvent
 
 __all__ = [
     "EndpointAddr",
-    "Event",
-    "GapEvent",
     "GroupEvent",
     "Listener",
     "NodeIdentity",

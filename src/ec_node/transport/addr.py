@@ -2,7 +2,7 @@
 
 Pure: no sockets, no DNS. The only I/O is reading the ``@PATH`` file, bounded in size.
 
-Accepted forms (one clear :class:`~ec_node.errors.UsageError` for anything else):
+Accepted forms (one clear :class:`AddressError` for anything else):
 
 * ``{"id": "<64 hex>", "addrs": ["host:port", ...]}`` -- the node id is the SHA-256 of the peer's
   self-signed certificate (moq transport) or its Ed25519 key (a future iroh transport); both are 32
@@ -27,8 +27,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ec_node.errors import UsageError
-
 #: Largest ``@PATH`` file or JSON text we parse; an address never needs more.
 MAX_ADDR_TEXT_BYTES = 64 * 1024
 #: Most direct addresses one EndpointAddr may list.
@@ -38,6 +36,10 @@ URL_SCHEMES = ("moql", "moqt", "https")
 _ID_RE = re.compile(r"[0-9a-fA-F]{64}")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME_RE = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
+
+
+class AddressError(Exception):
+    """An address argument is malformed; this pure parser names no exit code (the CLI maps it to usage)."""
 
 
 @dataclass(frozen=True)
@@ -66,19 +68,19 @@ class EndpointAddr:
 
 
 def parse_endpoint_addr(text: str) -> EndpointAddr:
-    """Parse a CLI EndpointAddr argument (JSON, ``@PATH`` or URL); raise UsageError if malformed."""
+    """Parse a CLI EndpointAddr argument (JSON, ``@PATH`` or URL); raise AddressError if malformed."""
     if not isinstance(text, str):
-        raise UsageError("endpoint address must be a string")
+        raise AddressError("endpoint address must be a string")
     stripped = text.strip()
     if not stripped:
-        raise UsageError("endpoint address is empty; give EndpointAddr JSON, @PATH or a moql:// URL")
+        raise AddressError("endpoint address is empty; give EndpointAddr JSON, @PATH or a moql:// URL")
     if stripped.startswith("@"):
         return _parse_file(stripped[1:])
     if stripped.startswith("{"):
         return _from_json_text(stripped, where="endpoint address")
     if "://" in stripped:
         return _parse_url(stripped)
-    raise UsageError(
+    raise AddressError(
         f"endpoint address {_show(stripped)} is not EndpointAddr JSON, @PATH or a "
         "moql://, moqt:// or https:// URL"
     )
@@ -89,60 +91,60 @@ def endpoint_addr_from_obj(
 ) -> EndpointAddr:
     """Validate a decoded ``{"id", "addrs"}`` object (or, if allowed, a startup object holding one)."""
     if not isinstance(obj, dict):
-        raise UsageError(f"{where}: expected a JSON object with 'id' and 'addrs'")
+        raise AddressError(f"{where}: expected a JSON object with 'id' and 'addrs'")
     if allow_startup and "endpoint_addr" in obj and "id" not in obj:
         inner = obj["endpoint_addr"]
         if isinstance(inner, str):
             return _parse_inner_string(inner, where=f"{where}: endpoint_addr")
         return endpoint_addr_from_obj(inner, where=f"{where}: endpoint_addr", allow_startup=False)
     if "id" not in obj:
-        raise UsageError(f"{where}: missing 'id' (the peer's 64-hex-digit node id)")
+        raise AddressError(f"{where}: missing 'id' (the peer's 64-hex-digit node id)")
     if "addrs" not in obj:
-        raise UsageError(f"{where}: missing 'addrs' (a list of \"host:port\")")
+        raise AddressError(f"{where}: missing 'addrs' (a list of \"host:port\")")
     node_id = obj["id"]
     if not isinstance(node_id, str) or not _ID_RE.fullmatch(node_id):
-        raise UsageError(f"{where}: 'id' must be 64 hex digits (a SHA-256), got {_show(node_id)}")
+        raise AddressError(f"{where}: 'id' must be 64 hex digits (a SHA-256), got {_show(node_id)}")
     raw_addrs = obj["addrs"]
     if not isinstance(raw_addrs, list):
-        raise UsageError(f"{where}: 'addrs' must be a list of \"host:port\" strings")
+        raise AddressError(f"{where}: 'addrs' must be a list of \"host:port\" strings")
     if len(raw_addrs) > MAX_ADDRS:
-        raise UsageError(f"{where}: more than {MAX_ADDRS} addrs")
+        raise AddressError(f"{where}: more than {MAX_ADDRS} addrs")
     addrs: list[str] = []
     for entry in raw_addrs:
         addr = _addr_entry(entry, where)
         if addr is not None and addr not in addrs:
             addrs.append(addr)
     if not addrs:
-        raise UsageError(f"{where}: no direct \"host:port\" address (discovery and relays are not supported)")
+        raise AddressError(f"{where}: no direct \"host:port\" address (discovery and relays are not supported)")
     return EndpointAddr(id=node_id.lower(), addrs=tuple(addrs))
 
 
 def parse_host_port(text: str, where: str = "address") -> tuple[str, int]:
     """Split ``host:port`` / ``[v6]:port``; the host is returned without brackets."""
     if not isinstance(text, str) or not text or len(text) > 300:
-        raise UsageError(f"{where}: {_show(text)} is not \"host:port\"")
+        raise AddressError(f"{where}: {_show(text)} is not \"host:port\"")
     if text.startswith("["):
         close = text.find("]")
         if close < 0 or text[close + 1 : close + 2] != ":":
-            raise UsageError(f"{where}: {_show(text)} is not \"[ipv6]:port\"")
+            raise AddressError(f"{where}: {_show(text)} is not \"[ipv6]:port\"")
         host, port_text = text[1:close], text[close + 2 :]
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise UsageError(f"{where}: {_show(host)} is not an IPv6 address") from None
+            raise AddressError(f"{where}: {_show(host)} is not an IPv6 address") from None
     else:
         host, sep, port_text = text.rpartition(":")
         if not sep or not host:
-            raise UsageError(f"{where}: {_show(text)} is not \"host:port\"")
+            raise AddressError(f"{where}: {_show(text)} is not \"host:port\"")
         if ":" in host:
-            raise UsageError(f"{where}: IPv6 address {_show(text)} must be written \"[addr]:port\"")
+            raise AddressError(f"{where}: IPv6 address {_show(text)} must be written \"[addr]:port\"")
         if not _is_ipv4(host) and not _HOSTNAME_RE.fullmatch(host):
-            raise UsageError(f"{where}: {_show(host)} is not a valid host name or IP address")
+            raise AddressError(f"{where}: {_show(host)} is not a valid host name or IP address")
     if not port_text.isascii() or not port_text.isdigit() or len(port_text) > 5:
-        raise UsageError(f"{where}: port {_show(port_text)} is not a number")
+        raise AddressError(f"{where}: port {_show(port_text)} is not a number")
     port = int(port_text)
     if not 1 <= port <= 65535:
-        raise UsageError(f"{where}: port {port} is out of range 1-65535")
+        raise AddressError(f"{where}: port {port} is out of range 1-65535")
     return host, port
 
 
@@ -154,7 +156,7 @@ def _addr_entry(entry: object, where: str) -> str | None:
         if kind == "Ip":
             entry = value
     if not isinstance(entry, str):
-        raise UsageError(f"{where}: addrs entry {_show(entry)} is not a \"host:port\" string")
+        raise AddressError(f"{where}: addrs entry {_show(entry)} is not a \"host:port\" string")
     host, port = parse_host_port(entry, where=f"{where}: addrs entry")
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -169,49 +171,49 @@ def _is_ipv4(host: str) -> bool:
 
 def _parse_url(text: str) -> EndpointAddr:
     if len(text) > 2048:
-        raise UsageError("endpoint URL is longer than 2048 characters")
+        raise AddressError("endpoint URL is longer than 2048 characters")
     try:
         parts = urlsplit(text)
         port = parts.port
     except ValueError as exc:
-        raise UsageError(f"endpoint URL {_show(text)} is malformed: {exc}") from None
+        raise AddressError(f"endpoint URL {_show(text)} is malformed: {exc}") from None
     scheme = parts.scheme.lower()
     if scheme not in URL_SCHEMES:
-        raise UsageError(f"endpoint URL scheme {_show(parts.scheme)} is not one of moql, moqt, https")
+        raise AddressError(f"endpoint URL scheme {_show(parts.scheme)} is not one of moql, moqt, https")
     host = parts.hostname
     if not host:
-        raise UsageError(f"endpoint URL {_show(text)} has no host")
+        raise AddressError(f"endpoint URL {_show(text)} has no host")
     if port == 0:
-        raise UsageError(f"endpoint URL {_show(text)} has port 0")
+        raise AddressError(f"endpoint URL {_show(text)} has port 0")
     if parts.username is not None or parts.password is not None:
-        raise UsageError("endpoint URL must not carry user:password")
+        raise AddressError("endpoint URL must not carry user:password")
     if any(ch.isspace() for ch in text) or not text.isprintable():
-        raise UsageError("endpoint URL contains whitespace or control characters")
+        raise AddressError("endpoint URL contains whitespace or control characters")
     if ":" not in host and not _is_ipv4(host) and not _HOSTNAME_RE.fullmatch(host):
-        raise UsageError(f"endpoint URL host {_show(host)} is not a valid host name or IP address")
+        raise AddressError(f"endpoint URL host {_show(host)} is not a valid host name or IP address")
     return EndpointAddr(id=None, addrs=(), url=text)
 
 
 def _parse_file(path_text: str) -> EndpointAddr:
     if not path_text:
-        raise UsageError("'@' must be followed by the path of an EndpointAddr or startup JSON file")
+        raise AddressError("'@' must be followed by the path of an EndpointAddr or startup JSON file")
     path = Path(path_text)
     try:
         size = path.stat().st_size
         if size > MAX_ADDR_TEXT_BYTES:
-            raise UsageError(f"endpoint address file {path} is larger than {MAX_ADDR_TEXT_BYTES} bytes")
+            raise AddressError(f"endpoint address file {path} is larger than {MAX_ADDR_TEXT_BYTES} bytes")
         with path.open("rb") as fh:
             data = fh.read(MAX_ADDR_TEXT_BYTES + 1)
-    except UsageError:
+    except AddressError:
         raise
     except OSError as exc:
-        raise UsageError(f"cannot read endpoint address file {path}: {exc.strerror or exc}") from None
+        raise AddressError(f"cannot read endpoint address file {path}: {exc.strerror or exc}") from None
     except ValueError:  # e.g. a NUL byte in the path
-        raise UsageError(f"invalid endpoint address file name {path_text!r}") from None
+        raise AddressError(f"invalid endpoint address file name {path_text!r}") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise UsageError(f"endpoint address file {path} is not UTF-8 text") from None
+        raise AddressError(f"endpoint address file {path} is not UTF-8 text") from None
     where = f"endpoint address file {path}"
     try:
         obj = json.loads(text)
@@ -220,7 +222,7 @@ def _parse_file(path_text: str) -> EndpointAddr:
         try:
             obj = json.loads(first)
         except (json.JSONDecodeError, RecursionError):
-            raise UsageError(f"{where} does not hold EndpointAddr or startup JSON") from None
+            raise AddressError(f"{where} does not hold EndpointAddr or startup JSON") from None
     return endpoint_addr_from_obj(obj, where=where)
 
 
@@ -230,17 +232,17 @@ def _parse_inner_string(text: str, where: str) -> EndpointAddr:
         return _from_json_text(stripped, where=where, allow_startup=False)
     if "://" in stripped:
         return _parse_url(stripped)
-    raise UsageError(f"{where}: expected EndpointAddr JSON or a URL")
+    raise AddressError(f"{where}: expected EndpointAddr JSON or a URL")
 
 
 def _from_json_text(text: str, where: str, *, allow_startup: bool = True) -> EndpointAddr:
     if len(text) > MAX_ADDR_TEXT_BYTES:
-        raise UsageError(f"{where}: JSON is longer than {MAX_ADDR_TEXT_BYTES} bytes")
+        raise AddressError(f"{where}: JSON is longer than {MAX_ADDR_TEXT_BYTES} bytes")
     try:
         obj = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-        raise UsageError(f"{where}: invalid JSON ({msg})") from None
+        raise AddressError(f"{where}: invalid JSON ({msg})") from None
     return endpoint_addr_from_obj(obj, where=where, allow_startup=allow_startup)
 
 

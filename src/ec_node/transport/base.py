@@ -11,13 +11,24 @@ exactly one payload (one MoQ frame).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from ec_node.errors import UnreachableError
 from ec_node.transport.addr import EndpointAddr
 from ec_node.transport.identity import NodeIdentity
-from ec_node.transport.sequencing import Event
+from ec_node.transport.shedding import ShedLimits
+
+
+@dataclass(frozen=True)
+class GroupEvent:
+    """One group's payload, as it arrived. ``too_large``: the peer sent more than the size limit, so
+    the payload was discarded unread (empty) -- the receiver may charge the sender for it."""
+
+    sequence: int
+    payload: bytes
+    too_large: bool = False
 
 
 class PeerLostError(UnreachableError):
@@ -49,7 +60,12 @@ class TrackWriter(Protocol):
 
 
 class Listener(Protocol):
-    """A served node: its address, the broadcasts it publishes, graceful close."""
+    """A served node: its address, the broadcasts it publishes, graceful close.
+
+    ``on_event`` is called with a JSON-able event when a downstream session is refused or shed.
+    """
+
+    on_event: Callable[[dict[str, object]], None]
 
     @property
     def endpoint_addr(self) -> EndpointAddr: ...
@@ -65,17 +81,17 @@ class Listener(Protocol):
 
 
 class Subscription(Protocol):
-    """Events of one track in sequence order (see :mod:`ec_node.transport.sequencing`).
+    """Groups of one track in arrival order (ordering and holes are the node core's business).
 
-    ``async for`` yields :class:`GroupEvent` / :class:`GapEvent` until the publisher finishes the
-    track; it raises :class:`PeerLostError` if the session or track fails. ``next(timeout)``
-    raises :class:`TimeoutError` when no event arrives for ``timeout`` seconds (liveness checks),
-    and the subscription stays usable after that.
+    ``async for`` yields :class:`GroupEvent` until the publisher finishes the track; it raises
+    :class:`PeerLostError` if the session or track fails. ``next(timeout)`` raises
+    :class:`TimeoutError` when no group arrives for ``timeout`` seconds, and the subscription stays
+    usable after that.
     """
 
-    def __aiter__(self) -> AsyncIterator[Event]: ...
+    def __aiter__(self) -> AsyncIterator[GroupEvent]: ...
 
-    async def next(self, timeout: float | None = None) -> Event | None:
+    async def next(self, timeout: float | None = None) -> GroupEvent | None:
         """The next event, or ``None`` once the track has ended cleanly."""
         ...
 
@@ -105,14 +121,20 @@ class PeerSession(Protocol):
         """One old group's payload, or ``None`` if the peer no longer (or never) had it."""
         ...
 
+    async def fetch_many(self, broadcast: str, track: str, sequences: list[int]) -> dict[int, bytes | None]:
+        """Old groups fetched concurrently; a missing one maps to ``None``."""
+        ...
+
     async def close(self) -> None: ...
 
 
 class Transport(Protocol):
     """Factory for listeners and peer sessions of one wire transport."""
 
-    async def listen(self, bind: str, identity: NodeIdentity, cache_bytes: int) -> Listener:
-        """Serve on ``bind`` (``host:port``, port 0 for any) as ``identity``."""
+    async def listen(
+        self, bind: str, identity: NodeIdentity, cache_bytes: int, *, shed: ShedLimits | None = None
+    ) -> Listener:
+        """Serve on ``bind`` (``host:port``, port 0 for any) as ``identity``; ``shed`` bounds downstream sessions."""
         ...
 
     async def connect(self, addr: EndpointAddr, timeout_s: float) -> PeerSession:

@@ -26,11 +26,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ec_node.errors import ConfigError, OutputError
-
 CERT_FILE = "cert.pem"
 KEY_FILE = "key.pem"
 _MAX_PEM_BYTES = 64 * 1024
+
+
+class IdentityError(Exception):
+    """The identity directory is incomplete, unreadable, mismatched or too open to trust."""
+
+
+class IdentityWriteError(IdentityError):
+    """The identity directory or its files cannot be created; a distinct class because the cure differs."""
 
 
 @dataclass(frozen=True)
@@ -46,8 +52,8 @@ def load_or_create_identity(directory: Path | None) -> NodeIdentity:
     """Load the identity in ``directory``, creating it there if absent.
 
     ``None`` makes a fresh identity in a private temporary directory removed at interpreter exit.
-    Raises ConfigError for a half-present, unreadable or mismatched identity, or a key readable by
-    others; OutputError if the directory cannot be written.
+    Raises IdentityError for a half-present, unreadable or mismatched identity, or a key readable by
+    others; IdentityWriteError if the directory cannot be written.
     """
     if directory is None:
         tmp = Path(tempfile.mkdtemp(prefix="ec-node-identity-"))
@@ -60,11 +66,11 @@ def load_or_create_identity(directory: Path | None) -> NodeIdentity:
         return _load(cert_path, key_path)
     if has_cert or has_key:
         missing = key_path if has_cert else cert_path
-        raise ConfigError(f"identity directory {directory} is incomplete: {missing.name} is missing")
+        raise IdentityError(f"identity directory {directory} is incomplete: {missing.name} is missing")
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create identity directory {directory}: {exc.strerror or exc}") from None
+        raise IdentityWriteError(f"cannot create identity directory {directory}: {exc.strerror or exc}") from None
     return _create(directory)
 
 
@@ -102,7 +108,7 @@ def _create(directory: Path) -> NodeIdentity:
         os.chmod(key_path, 0o600)  # in case the umask is odd
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     except OSError as exc:
-        raise OutputError(f"cannot write identity in {directory}: {exc.strerror or exc}") from None
+        raise IdentityWriteError(f"cannot write identity in {directory}: {exc.strerror or exc}") from None
     return NodeIdentity(cert_path, key_path, cert_fingerprint(cert.public_bytes(serialization.Encoding.DER)))
 
 
@@ -110,31 +116,31 @@ def _load(cert_path: Path, key_path: Path) -> NodeIdentity:
     try:
         mode = key_path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(
+            raise IdentityError(
                 f"identity key {key_path} is accessible by other users (mode {stat.S_IMODE(mode):04o}); "
                 f"run: chmod 600 {key_path}"
             )
         cert_pem = _read_bounded(cert_path)
         key_pem = _read_bounded(key_path)
     except OSError as exc:
-        raise ConfigError(f"cannot read identity {cert_path.parent}: {exc.strerror or exc}") from None
+        raise IdentityError(f"cannot read identity {cert_path.parent}: {exc.strerror or exc}") from None
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
     except ValueError:
-        raise ConfigError(f"identity certificate {cert_path} is not a PEM certificate") from None
+        raise IdentityError(f"identity certificate {cert_path} is not a PEM certificate") from None
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError):
-        raise ConfigError(f"identity key {key_path} is not an unencrypted PEM private key") from None
+        raise IdentityError(f"identity key {key_path} is not an unencrypted PEM private key") from None
     pub = serialization.PublicFormat.SubjectPublicKeyInfo
     if key.public_key().public_bytes(serialization.Encoding.DER, pub) != cert.public_key().public_bytes(
         serialization.Encoding.DER, pub
     ):
-        raise ConfigError(f"identity key {key_path} does not belong to certificate {cert_path}")
+        raise IdentityError(f"identity key {key_path} does not belong to certificate {cert_path}")
     return NodeIdentity(cert_path, key_path, cert_fingerprint(cert.public_bytes(serialization.Encoding.DER)))
 
 
 def _read_bounded(path: Path) -> bytes:
     if path.stat().st_size > _MAX_PEM_BYTES:
-        raise ConfigError(f"identity file {path} is larger than {_MAX_PEM_BYTES} bytes")
+        raise IdentityError(f"identity file {path} is larger than {_MAX_PEM_BYTES} bytes")
     return path.read_bytes()

@@ -10,10 +10,9 @@ Defaults of the stack that we override (see moq-transport-notes §3, §6):
   gets every cached group, not just the live edge, and a burst is not thinned out as "stale".
 * Every origin -- the listener's publish and consume origins and both origins of each client --
   has ``cache_capacity_bytes``; the library default keeps every group forever.
-* Groups are read in arrival order (``recv_group``: ``next_group`` may skip a late group
-  silently) and reordered by :class:`~ec_node.transport.sequencing.ContinuityTracker`. A hole
-  still open after ``reorder_window_s`` (or when too many groups wait behind it, or at track end)
-  is backfilled with ``fetch_group``; what cannot be fetched is reported as a ``GapEvent``.
+* Groups are read and delivered in arrival order (``recv_group``: ``next_group`` may skip a late
+  group silently). Ordering, holes and backfill are the node core's (:mod:`ec_node.node.reorder`):
+  it asks for missing groups, and the shell fetches them with :meth:`MoqPeerSession.fetch_many`.
 * The listener runs its own accept loop (``Server.serve()`` logs "Task exception was never
   retrieved" on every disconnect), holds each accepted session until it closes, and reads
   ``cert_fingerprints()`` before the first ``accept()`` (afterwards it raises ``Busy``).
@@ -56,7 +55,6 @@ import functools
 import logging
 import time
 import weakref
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -65,9 +63,9 @@ import moq
 
 from ec_node.errors import ConfigError, UnreachableError, UsageError
 from ec_node.transport.addr import EndpointAddr
-from ec_node.transport.base import NotFoundError, PeerLostError, TrackWriter
+from ec_node.transport.base import GroupEvent, NotFoundError, PeerLostError, TrackWriter
 from ec_node.transport.identity import NodeIdentity
-from ec_node.transport.sequencing import ContinuityTracker, Event, GroupEvent
+from ec_node.transport.shedding import SHED_CODE, SessionMeter, ShedLimits, refuse_reason, shed_reason
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +81,11 @@ class MoqConfig:
     client_cache_bytes: int = 32 * 1024 * 1024  # per client-side origin: the receive buffer for bursts (late join)
     max_age_us: int = DEFAULT_MAX_AGE_US  # history a subscription asks for
     announce_timeout_s: float = 10.0  # wait for a broadcast to be announced
-    reorder_window_s: float = 0.5  # how long a hole may stay open before backfilling
-    max_pending_groups: int = 64  # ... or how many groups may wait behind it
-    max_backfill: int = 32  # sequences fetched per hole (nearest the live edge)
     fetch_timeout_s: float = 5.0
     max_payload_bytes: int = 64 * 1024 * 1024  # a bigger group is treated as lost
     queue_groups: int = 16  # groups read ahead of the consumer
     close_grace_s: float = 0.25  # listener close: time for subscribers to see the track end
+    lag_check_s: float = 1.0  # how often downstream sessions' progress is checked for shedding
 
 
 # ---------------------------------------------------------------------------------------- errors
@@ -129,12 +125,20 @@ def _is_stream_scoped(exc: BaseException) -> bool:
 # --------------------------------------------------------------------------------------- publish
 
 
+class _Published:
+    """Bytes a listener has published so far (what a session's lag is measured against)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+
 class MoqTrackWriter:
     """Writes one-frame groups with explicit sequence numbers."""
 
-    def __init__(self, producer: moq.TrackProducer) -> None:
+    def __init__(self, producer: moq.TrackProducer, meter: _Published | None = None) -> None:
         self._producer = producer
         self._finished = False
+        self._meter = meter
 
     @property
     def name(self) -> str:
@@ -154,8 +158,10 @@ class MoqTrackWriter:
             group = self._producer.create_group(sequence)
         except moq.Error as exc:
             raise ValueError(f"cannot create group {sequence} on {self.name!r}: {describe_moq_error(exc)}") from None
-        group.write_frame(bytes(payload), timestamp_us=time.time_ns() // 1000)
+        group.write_frame(payload, timestamp_us=time.time_ns() // 1000)
         group.finish()
+        if self._meter is not None:
+            self._meter.bytes += len(payload)
 
     async def wait_subscribed(self) -> None:
         """Wait until at least one subscriber wants this track."""
@@ -177,6 +183,7 @@ class MoqListener:
         consume_origin: moq.OriginProducer,
         endpoint_addr: EndpointAddr,
         config: MoqConfig,
+        shed: ShedLimits | None = None,
     ) -> None:
         self._server = server
         self._origin = origin
@@ -186,8 +193,16 @@ class MoqListener:
         self._broadcasts: dict[str, moq.BroadcastProducer] = {}  # dropping one ends it
         self._writers: list[MoqTrackWriter] = []
         self._sessions: dict[asyncio.Task[None], moq.Session | None] = {}
+        self._meters: dict[asyncio.Task[None], SessionMeter] = {}
+        self._published = _Published()
+        self._shed = shed or ShedLimits(max_sessions=None, max_lag_bytes=None)
+        #: Called with a JSON-able event when a session is refused or shed (the shell reports it).
+        self.on_event: Callable[[dict[str, object]], None] = lambda ev: None
         self._closed = False
         self._accept_task = asyncio.create_task(self._accept_loop(), name="moq-accept")
+        self._watch_task = (
+            asyncio.create_task(self._watch_lag(), name="moq-lag") if self._shed.max_lag_bytes is not None else None
+        )
 
     @property
     def endpoint_addr(self) -> EndpointAddr:
@@ -207,7 +222,7 @@ class MoqListener:
         if not tracks or len(set(tracks)) != len(tracks):
             raise ValueError("tracks must be a non-empty list of distinct names")
         broadcast = self._origin.create_broadcast(name)
-        writers = [MoqTrackWriter(broadcast.publish_track(t)) for t in tracks]
+        writers = [MoqTrackWriter(broadcast.publish_track(t), self._published) for t in tracks]
         broadcast.announce()
         self._broadcasts[name] = broadcast
         self._writers.extend(writers)
@@ -220,9 +235,11 @@ class MoqListener:
         self._closed = True
         for writer in self._writers:
             writer.finish()
-        self._accept_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._accept_task
+        for t in (self._accept_task, self._watch_task):
+            if t is not None:
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
         tasks = list(self._sessions)
         if tasks and self._config.close_grace_s > 0:
             await asyncio.wait(tasks, timeout=self._config.close_grace_s)
@@ -247,6 +264,13 @@ class MoqListener:
                     return
                 log.warning("accept failed: %s", describe_moq_error(exc))
                 continue
+            why = refuse_reason(self.session_count, self._shed)
+            if why is not None:
+                log.warning("refusing a session: %s", why)
+                self.on_event({"event": "subscriber_refused", "detail": why})
+                with contextlib.suppress(moq.Error):
+                    await request.reject(SHED_CODE)
+                continue
             task = asyncio.create_task(self._hold_session(request), name="moq-session")
             self._sessions[task] = None
             task.add_done_callback(self._forget)
@@ -260,6 +284,7 @@ class MoqListener:
         me = asyncio.current_task()
         assert me is not None
         self._sessions[me] = session
+        self._meters[me] = SessionMeter(self._published.bytes, _bytes_sent(session))
         try:
             await session.closed()
         except moq.Error as exc:
@@ -267,6 +292,30 @@ class MoqListener:
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._sessions.pop(task, None)
+        self._meters.pop(task, None)
+
+    async def _watch_lag(self) -> None:
+        """Shed sessions that fall too far behind (see :mod:`ec_node.transport.shedding`)."""
+        while True:
+            await asyncio.sleep(self._config.lag_check_s)
+            for task, session in list(self._sessions.items()):
+                meter = self._meters.get(task)
+                if session is None or meter is None:
+                    continue
+                why = shed_reason(meter, self._published.bytes, _bytes_sent(session), self._shed)
+                if why is not None:
+                    log.warning("shedding a subscriber session: %s", why)
+                    self.on_event({"event": "subscriber_shed", "detail": why})
+                    self._meters.pop(task, None)
+                    with contextlib.suppress(moq.Error):
+                        session.cancel(SHED_CODE)
+
+
+def _bytes_sent(session: moq.Session) -> int:
+    try:
+        return session.stats().bytes_sent or 0
+    except moq.Error:
+        return 0
 
 
 # ------------------------------------------------------------------------------------- subscribe
@@ -275,86 +324,54 @@ _END = object()
 
 
 class MoqSubscription:
-    """Events of one subscribed track in sequence order, with backfill (see module docstring)."""
+    """Groups of one subscribed track in arrival order (the node core reorders and backfills).
+
+    A background task reads whole groups into a bounded queue (``queue_groups``), so a caller's
+    timeout never cuts a group in half and the read-ahead stays bounded.
+    """
 
     def __init__(
         self,
         track: moq.TrackConsumer,
-        fetch_many: FetchMany,
         track_name: str,
         *,
-        start: int | None,
         item_timeout_s: float | None,
         config: MoqConfig,
     ) -> None:
         self._track = track
-        self._fetch_many = fetch_many
         self._name = track_name
         self._config = config
         self._item_timeout = item_timeout_s
-        self._tracker = ContinuityTracker(start, max_backfill=config.max_backfill)
-        self._ready: deque[Event] = deque()
         self._raw: asyncio.Queue[object] = asyncio.Queue(maxsize=max(1, config.queue_groups))
-        self._raw_done = False
         self._ended = False
-        self._error: BaseException | None = None
-        self._hole_since: float | None = None
-        self._too_large: set[int] = set()  # sequences refused for size (reported once, then forgotten)
         self._reader = asyncio.create_task(self._read_loop(), name=f"moq-sub-{track_name}")
 
-    def __aiter__(self) -> AsyncIterator[Event]:
+    def __aiter__(self) -> AsyncIterator[GroupEvent]:
         return self
 
-    async def __anext__(self) -> Event:
+    async def __anext__(self) -> GroupEvent:
         event = await self.next(self._item_timeout)
         if event is None:
             raise StopAsyncIteration
         return event
 
-    async def next(self, timeout: float | None = None) -> Event | None:
-        """The next event; ``None`` at the clean end; TimeoutError after ``timeout`` s of nothing."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            if self._ready:
-                ev = self._ready.popleft()
-                if isinstance(ev, GroupEvent) and ev.sequence in self._too_large:
-                    self._too_large.discard(ev.sequence)
-                    return GroupEvent(ev.sequence, b"", ev.backfilled, ev.late, too_large=True)
-                return ev
-            if self._error is not None:
-                if self._tracker.has_hole():  # the peer is gone: no backfill, flush what we hold
-                    self._ready.extend(self._tracker.apply_backfill({}))
-                    continue
-                raise self._error
-            if self._ended:
-                return None
-            if self._raw_done and not self._tracker.has_hole():
-                self._ended = True
-                await self.close()
-                continue
-            wait_until = deadline
-            if self._tracker.has_hole():
-                assert self._hole_since is not None
-                hole_deadline = self._hole_since + self._config.reorder_window_s
-                if (
-                    self._raw_done
-                    or loop.time() >= hole_deadline
-                    or self._tracker.pending_count >= self._config.max_pending_groups
-                ):
-                    await self._backfill()
-                    continue
-                wait_until = hole_deadline if deadline is None else min(deadline, hole_deadline)
-            try:
-                if wait_until is None:
-                    item = await self._raw.get()
-                else:
-                    item = await asyncio.wait_for(self._raw.get(), max(0.0, wait_until - loop.time()))
-            except TimeoutError:
-                if deadline is not None and loop.time() >= deadline:
-                    raise TimeoutError(f"no group on track {self._name!r} for {timeout:g} s") from None
-                continue
-            self._take(item)
+    async def next(self, timeout: float | None = None) -> GroupEvent | None:
+        """The next group; ``None`` at the clean end; TimeoutError after ``timeout`` s of nothing."""
+        if self._ended:
+            return None
+        try:
+            item = await asyncio.wait_for(self._raw.get(), timeout)
+        except TimeoutError:
+            raise TimeoutError(f"no group on track {self._name!r} for {timeout:g} s") from None
+        if item is _END:
+            self._ended = True
+            await self.close()
+            return None
+        if isinstance(item, BaseException):
+            self._ended = True
+            raise item
+        assert isinstance(item, GroupEvent)
+        return item
 
     async def close(self) -> None:
         """Stop receiving; safe to call more than once."""
@@ -363,36 +380,6 @@ class MoqSubscription:
             await self._reader
         with contextlib.suppress(moq.Error):
             self._track.cancel()
-
-    def _take(self, item: object) -> None:
-        if item is _END:
-            self._raw_done = True
-        elif isinstance(item, BaseException):
-            self._raw_done = True
-            self._error = item
-        else:
-            assert isinstance(item, tuple)
-            self._ready.extend(self._tracker.push(item[0], item[1]))
-            self._note_hole()
-
-    def _note_hole(self) -> None:
-        if not self._tracker.has_hole():
-            self._hole_since = None
-        elif self._hole_since is None:
-            self._hole_since = asyncio.get_running_loop().time()
-
-    async def _backfill(self) -> None:
-        targets = self._tracker.backfill_targets()
-        try:
-            fetched = await self._fetch_many(targets)
-        except (moq.Error, UnreachableError) as exc:
-            log.info("track %r: backfill failed: %s", self._name, exc)
-            fetched = {}
-        got = sum(1 for seq in targets if fetched.get(seq) is not None)
-        log.info("track %r: hole %s..%s, backfilled %d of %d", self._name, targets[:1], targets[-1:], got, len(targets))
-        self._ready.extend(self._tracker.apply_backfill(fetched))
-        self._hole_since = None
-        self._note_hole()
 
     async def _read_loop(self) -> None:
         try:
@@ -407,15 +394,14 @@ class MoqSubscription:
                 except ValueError as exc:
                     # refused, but reported: the receiver penalizes peers that send oversized groups
                     log.warning("track %r group %d refused: %s", self._name, seq, exc)
-                    self._too_large.add(seq)
-                    await self._raw.put((seq, b""))
+                    await self._raw.put(GroupEvent(seq, b"", too_large=True))
                     continue
                 except moq.Error as exc:
                     if not _is_stream_scoped(exc):
                         raise
                     log.info("track %r group %d lost: %s", self._name, seq, describe_moq_error(exc))
                     continue
-                await self._raw.put((seq, payload))
+                await self._raw.put(GroupEvent(seq, payload))
         except moq.Error as exc:
             if _is_graceful_close(exc) or moq.is_shutdown(exc):
                 await self._raw.put(_END)
@@ -493,14 +479,7 @@ class MoqPeerSession:
             track_consumer = await consumer.subscribe_track(track, sub_opts)
         except moq.Error as exc:
             raise self._error(exc, f"subscribe to {broadcast}/{track}") from None
-        sub = MoqSubscription(
-            track_consumer,
-            functools.partial(self.fetch_many, broadcast, track),
-            track,
-            start=start,
-            item_timeout_s=item_timeout_s,
-            config=self._config,
-        )
+        sub = MoqSubscription(track_consumer, track, item_timeout_s=item_timeout_s, config=self._config)
         self._subs.add(sub)
         return sub
 
@@ -616,6 +595,7 @@ class MoqTransport:
         cache_bytes: int | None = None,
         *,
         advertise: list[str] | None = None,
+        shed: ShedLimits | None = None,
     ) -> MoqListener:
         """Serve on ``bind`` as ``identity``; the origin cache holds at most ``cache_bytes``.
 
@@ -650,7 +630,7 @@ class MoqTransport:
             raise
         addrs = tuple(advertise) if advertise else (_dialable(local),)
         endpoint = EndpointAddr(id=identity.fingerprint, addrs=addrs)
-        return MoqListener(server, origin, consume_origin, endpoint, self.config)
+        return MoqListener(server, origin, consume_origin, endpoint, self.config, shed)
 
     async def connect(self, addr: EndpointAddr, timeout_s: float | None = None) -> MoqPeerSession:
         """Dial ``addr``'s addresses in turn within ``timeout_s`` in total (default 10 s)."""

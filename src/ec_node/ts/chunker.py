@@ -17,21 +17,15 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ec_node.ts.errors import SectionError
 from ec_node.ts.packets import NULL_PID, PACKET_SIZE, PacketFramer, pid_of
 from ec_node.ts.pes import PTS_WRAP, is_random_access, pes_pts
-from ec_node.ts.psi import (
-    PAT_PID,
-    PSIP_PID,
-    VIDEO_STREAM_TYPES,
-    Pat,
-    Pmt,
-    PsiError,
-    SectionCollector,
-    parse_pat,
-    parse_pmt,
-)
+from ec_node.ts.psi import PAT_PID, VIDEO_STREAM_TYPES, Pat, Pmt, parse_pat, parse_pmt
+from ec_node.ts.psip import PSIP_BASE_PID
+from ec_node.ts.section import Section, SectionReassembler
 
 DEFAULT_CHUNK_MS = 2000
+MAX_PSIP_SECTIONS = 16  # StreamInfo keeps this many PSIP sections: enough to find the TVCT
 MIN_CHUNK_MS = 100
 MAX_CHUNK_MS = 60_000
 
@@ -105,10 +99,10 @@ class Chunker:
         self._framer = PacketFramer()
         self._pat_packets: tuple[bytes, ...] = ()
         self._pmt_packets: tuple[bytes, ...] = ()
-        self._pat_col = SectionCollector()
-        self._pmt_col = SectionCollector()
+        self._pat_col = SectionReassembler(PAT_PID)
+        self._pmt_col = SectionReassembler()
         self._pmt_pid: int | None = None
-        self._psip_col = SectionCollector()
+        self._psip_col = SectionReassembler(PSIP_BASE_PID)
         self._last_rap_window: int | None = None  # forgotten after damage: cut decisions restart
         self._timeline = 0
         self._timeline_window: int | None = None  # window of the last random-access picture, ever
@@ -160,6 +154,8 @@ class Chunker:
                 h.chunk = replace(h.chunk, damaged=True)
         self._release(out, force=True)
         self._mark_psi_stale()
+        for col in (self._pat_col, self._pmt_col, self._psip_col):
+            col.reset()  # a section cannot continue across lost bytes
         self._last_rap_window = None  # a random-access picture may have been lost with the bytes
         self._cc.clear()  # counters across the gap mean nothing
         self._last_row.clear()
@@ -198,6 +194,8 @@ class Chunker:
         psi_mask = pids == PAT_PID
         if self._pmt_pid is not None:
             psi_mask |= pids == self._pmt_pid
+        if len(self.info.psip_sections) < MAX_PSIP_SECTIONS:
+            psi_mask |= pids == PSIP_BASE_PID
         psi_rows = np.flatnonzero(psi_mask)
         rows = np.union1d(starts, psi_rows) if psi_rows.size else starts
         psi_bad_rows = psi_bad.tolist()
@@ -218,11 +216,10 @@ class Chunker:
                 self._psi(pid, data[off : off + PACKET_SIZE])
                 video = self.info.video_pid
                 continue
-            if pid == PSIP_PID:
-                if len(self.info.psip_sections) < 16:
-                    got = self._psip_col.feed(data[off : off + PACKET_SIZE])
-                    if got is not None:
-                        self.info.psip_sections.append(got[0])
+            if pid == PSIP_BASE_PID:
+                for sec in self._psip_col.feed(data[off : off + PACKET_SIZE]):
+                    if len(self.info.psip_sections) < MAX_PSIP_SECTIONS:
+                        self.info.psip_sections.append(sec.data)
                 continue
             if pid != video or video is None:
                 continue
@@ -321,35 +318,37 @@ class Chunker:
 
     def _psi(self, pid: int, pkt: bytes) -> None:
         if pid == PAT_PID:
-            got = self._pat_col.feed(pkt)
-            if got is None:
-                return
-            try:
-                pat = parse_pat(got[0])
-            except PsiError:
-                return
-            if not pat.programs:
-                return
-            self._pat_packets = got[1]
-            self._pat_fresh = self._psi_stale
-            self.info.pat = pat
-            number = min(pat.programs)
-            if self.info.program_number != number or self._pmt_pid != pat.programs[number]:
-                self.info.program_number = number
-                self._pmt_pid = pat.programs[number]
-                self._pmt_col = SectionCollector()
+            for sec in self._pat_col.feed(pkt):
+                self._take_pat(sec)
             return
-        got = self._pmt_col.feed(pkt)
-        if got is None:
-            return
+        for sec in self._pmt_col.feed(pkt):
+            self._take_pmt(sec)
+
+    def _take_pat(self, sec: Section) -> None:
         try:
-            pmt = parse_pmt(got[0])
-        except PsiError:
+            pat = parse_pat(sec.data)
+        except SectionError:
+            return
+        if not pat.programs:
+            return
+        self._pat_packets = sec.packets
+        self._pat_fresh = self._psi_stale
+        self.info.pat = pat
+        number = min(pat.programs)
+        if self.info.program_number != number or self._pmt_pid != pat.programs[number]:
+            self.info.program_number = number
+            self._pmt_pid = pat.programs[number]
+            self._pmt_col = SectionReassembler(self._pmt_pid)
+
+    def _take_pmt(self, sec: Section) -> None:
+        try:
+            pmt = parse_pmt(sec.data)
+        except SectionError:
             return
         es = pmt.video()
         if es is None:
             return
-        self._pmt_packets = got[1]
+        self._pmt_packets = sec.packets
         if self._pat_fresh:
             self._psi_stale = False  # both tables seen again since the damage
         self.info.pmt = pmt
@@ -416,7 +415,7 @@ def chunk_stream(reads: Iterable[bytes], chunk_ms: int = DEFAULT_CHUNK_MS) -> It
     yield from ch.flush()
 
 
-__all__ = ["Chunk", "Chunker", "StreamInfo", "chunk_stream", "windows_per_timeline", "pid_of"]
+__all__ = ["Chunk", "Chunker", "StreamInfo", "chunk_stream", "windows_per_timeline", "pid_of", "measure_duration_ms"]
 
 
 def measure_duration_ms(data: bytes, frame_ms_hint: int = 0) -> int | None:

@@ -22,14 +22,32 @@ def pes_pts(pkt: bytes | memoryview, off: int = 0) -> tuple[int | None, int]:
     es = p + 9 + hdr_len
     if not b[7] & 0x80 or len(b) < 14:
         return None, min(es, PACKET_SIZE)
-    pts = (
-        ((b[9] >> 1) & 0x07) << 30
-        | b[10] << 22
-        | (b[11] >> 1) << 15
-        | b[12] << 7
-        | b[13] >> 1
+    return _timestamp(b, 9), min(es, PACKET_SIZE)
+
+
+def _timestamp(b: bytes | memoryview, at: int) -> int:
+    """The 33-bit PTS/DTS coded in the five bytes at ``at`` of a PES header."""
+    return (
+        ((b[at] >> 1) & 0x07) << 30
+        | b[at + 1] << 22
+        | (b[at + 2] >> 1) << 15
+        | b[at + 3] << 7
+        | b[at + 4] >> 1
     )
-    return pts, min(es, PACKET_SIZE)
+
+
+def pes_dts(pkt: bytes | memoryview, off: int = 0) -> int | None:
+    """DTS (or PTS when there is no DTS) of a PES starting in this packet, 90 kHz; None if absent.
+
+    Why: decode time against the PCR is what tells whether a mux delivers pictures in time.
+    """
+    p = payload_offset(pkt, off)
+    if p is None or p + 19 > PACKET_SIZE:
+        return None
+    pes = pkt[off + p : off + PACKET_SIZE]
+    if pes[0] != 0 or pes[1] != 0 or pes[2] != 1 or not pes[7] & 0x80:
+        return None
+    return _timestamp(pes, 14 if pes[7] & 0x40 else 9)
 
 
 def _mpeg2_random_access(es: bytes) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from ec_node.cli import cli
-from ec_node.media.probe import probe_ts
+from ec_node.ts.inspect import inspect_ts as probe_ts
 
 
 def test_synth_writes_file_and_prints_summary(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Local media for the HDHomeRun tests: a tiny MPEG-2 + AC-3 TS made with PyAV.
+"""A tiny MPEG-2 + AC-3 TS made with PyAV, for the HDHomeRun and emulator tests.
 
 Small on purpose (320x240, 3 s) so unpaced streams and loops are cheap; it has no PSIP,
 so the emulator falls back to its default channel 7.1 "WSYN-HD".
@@ -11,7 +11,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-import pytest
 
 
 def make_ts(path: Path, seconds: float = 3.0, fps: int = 25) -> Path:
@@ -48,8 +47,3 @@ def make_ts(path: Path, seconds: float = 3.0, fps: int = 25) -> Path:
             for pkt in s.encode(None):
                 out.mux(pkt)
     return path
-
-
-@pytest.fixture(scope="session")
-def hdhr_media(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_ts(tmp_path_factory.mktemp("hdhr_media") / "tiny.ts")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import struct
 
 import pytest
 from hypothesis import given
@@ -11,18 +10,6 @@ from hypothesis import strategies as st
 
 from ec_node.errors import ConfigError, UnreachableError, UsageError
 from ec_node.hdhr import api
-from ec_node.hdhr.psip import ProbedChannel, probe_channels
-from ec_node.ts.psip import (
-    TID_CVCT,
-    TID_TVCT,
-    ServiceLocation,
-    ServiceLocationElement,
-    VirtualChannel,
-    build_section,
-    build_tvct,
-    packetize_section,
-    section_body,
-)
 
 FLEX = (
     b'{"FriendlyName":"HDHomeRun FLEX 4K","ModelNumber":"HDFX-4K","FirmwareName":"hdhomerun_dvr_atsc3",'
@@ -122,68 +109,6 @@ def test_error_header_parse_never_raises(value: str) -> None:
 
 def test_not_found_is_config_error() -> None:
     assert isinstance(api.not_found_error("9.9", "h"), ConfigError)
-
-
-# --- lineup from PSIP -------------------------------------------------------------------
-
-
-def _section(table_id: int, ext: int, body: bytes) -> bytes:
-    return build_section(table_id, ext, body, private_indicator=False)
-
-
-def _packets(pid: int, section: bytes) -> bytes:
-    return b"".join(packetize_section(pid, section, 0))
-
-
-def _vct(channels: list[tuple[str, int, int, int]], table_id: int = TID_TVCT) -> bytes:
-    sld = ServiceLocation(0x31, (ServiceLocationElement(0x02, 0x31),))
-    tvct = build_tvct(
-        [VirtualChannel(n, major, minor, prog, 0x0801, service_location=sld) for n, major, minor, prog in channels]
-    )
-    return tvct if table_id == TID_TVCT else build_section(table_id, 0x0801, section_body(tvct))
-
-
-def test_probe_channels_from_tvct_and_pmt() -> None:
-    pat = _section(0x00, 0x0801, struct.pack(">HHHH", 3, 0xE030, 4, 0xE040))
-    pmt3 = _section(
-        0x02,
-        3,
-        struct.pack(">HH", 0xE031, 0xF000) + bytes([0x02, 0xE0, 0x31, 0xF0, 0x00, 0x81, 0xE0, 0x34, 0xF0, 0x00]),
-    )
-    pmt4 = _section(
-        0x02,
-        4,
-        struct.pack(">HH", 0xE041, 0xF000) + bytes([0x1B, 0xE0, 0x41, 0xF0, 0x00, 0x0F, 0xE0, 0x44, 0xF0, 0x00]),
-    )
-    # 7 channels' worth of TVCT spans two packets, exercising section reassembly
-    names = [("WSYN-HD", 7, 1, 3), ("WSYN-SD", 7, 2, 4)] + [(f"X{i}", 9, i, 10 + i) for i in range(5)]
-    ts = _packets(0, pat) + _packets(0x30, pmt3) + _packets(0x40, pmt4) + _packets(0x1FFB, _vct(names))
-    assert len(_packets(0x1FFB, _vct(names))) > 188
-    chans = probe_channels(ts)
-    assert [(c.program_number, c.guide_number, c.guide_name, c.video_codec, c.audio_codec) for c in chans] == [
-        (3, "7.1", "WSYN-HD", "MPEG2", "AC3"),
-        (4, "7.2", "WSYN-SD", "H264", "AAC"),
-    ]
-
-
-def test_probe_channels_reads_cable_vct_and_dvb_style_ac3() -> None:
-    pat = _section(0x00, 0x0801, struct.pack(">HH", 5, 0xE050))
-    # MPEG-2 video, then AC-3 as private PES (0x06) with an AC-3 descriptor (0x6A), as ffmpeg's system_b mode writes
-    es = bytes([0x02, 0xE0, 0x51, 0xF0, 0x00, 0x06, 0xE0, 0x54, 0xF0, 0x03, 0x6A, 0x01, 0x00])
-    pmt = _section(0x02, 5, struct.pack(">HH", 0xE051, 0xF000) + es)
-    ts = _packets(0, pat) + _packets(0x50, pmt) + _packets(0x1FFB, _vct([("CABLE", 102, 1, 5)], TID_CVCT))
-    assert probe_channels(ts) == [ProbedChannel(5, "102.1", "CABLE", "MPEG2", "AC3")]
-
-
-def test_probe_channels_ignores_bad_crc() -> None:
-    pat = bytearray(_section(0x00, 1, struct.pack(">HH", 1, 0xE030)))
-    pat[-1] ^= 0xFF
-    assert probe_channels(_packets(0, bytes(pat))) == []
-
-
-@given(st.binary(max_size=3000))
-def test_probe_channels_never_raises_on_junk(data: bytes) -> None:
-    assert isinstance(probe_channels(b"\x47" + data), list)
 
 
 def test_lineup_entry_to_json_keeps_device_fields() -> None:

@@ -1,4 +1,4 @@
-"""The ingest source layer: reconnect decisions, the PCR media clock, and live sources over real HTTP."""
+"""The ingest source layer: reconnect decisions, and live sources over real HTTP (the PCR clock is tests/ts)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ec_node.devkit.emulator import HdhrEmulator
-from ec_node.devkit.pacing import pcr_span_s
 from ec_node.errors import BadInputError, TunerBusyError, UnreachableError
 from ec_node.pipeline.ingest import (
     Connection,
-    MediaClock,
     ReconnectPlan,
     ReconnectPolicy,
     _open_url,
@@ -25,6 +23,7 @@ from ec_node.pipeline.ingest import (
     read_url,
     reconnecting,
 )
+from ec_node.ts.pcr import pcr_span_s
 
 FAST = ReconnectPolicy(backoff_s=0.001, max_backoff_s=0.004)
 
@@ -85,30 +84,6 @@ def test_plan_is_bounded(events: list[tuple[int, float] | None]) -> None:
             assert n.action in ("done", "give_up")
             assert n.action == "give_up" or plan.consumed_s >= 60.0 - pol.end_slack_s
             return
-
-
-# -- the media clock ----------------------------------------------------------------------------
-
-
-def test_media_clock_counts_pcr_time_across_any_read_split(media_mpeg2: Path) -> None:
-    data = media_mpeg2.read_bytes()
-    expect = pcr_span_s(data)
-    assert expect > 10
-    for size in (1, 187, 4096, 65536):
-        clock = MediaClock()
-        step = size if size > 1 else 997  # 1-byte reads would be slow: an odd prime split instead
-        for i in range(0, len(data), step):
-            clock.feed(data[i : i + step])
-        assert clock.seconds == pytest.approx(expect, abs=0.05)
-
-
-def test_media_clock_ignores_a_jump_back(media_mpeg2: Path) -> None:
-    data = media_mpeg2.read_bytes()
-    clock = MediaClock()
-    clock.feed(data)
-    one = clock.seconds
-    clock.feed(data)  # the file again: PCR goes back, one step lost, not a negative or huge one
-    assert one * 2 - 1.0 < clock.seconds <= one * 2
 
 
 # -- the reconnect shell with plain connections ---------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from ec_node.cli import cli
-from ec_node.errors import ConfigError, OutputError
+from ec_node.integrity.errors import InvalidValueError, KeyFileError, KeyFileWriteError
 from ec_node.integrity.keys import (
     derive_stream_key,
     generate_key_file,
@@ -36,7 +36,7 @@ def test_network_secret_parsing() -> None:
     assert parse_network_secret("") == b""
     assert parse_network_secret("00FFaa") == b"\x00\xff\xaa"
     for bad in ("abc", "zz", "0" * 2050):
-        with pytest.raises(ConfigError):
+        with pytest.raises(InvalidValueError, match="--network-secret"):
             parse_network_secret(bad)
 
 
@@ -44,7 +44,7 @@ def test_signer_id_parsing(tmp_path: Path) -> None:
     s = Signer.generate()
     assert parse_signer_id(s.signer_id.upper()) == s.signer_id
     for bad in ("", "ab", "g" * 64):
-        with pytest.raises(ConfigError):
+        with pytest.raises(InvalidValueError, match="signer id"):
             parse_signer_id(bad)
 
 
@@ -57,7 +57,7 @@ def test_key_file_mode_and_roundtrip(tmp_path: Path) -> None:
         os.umask(old)
     assert stat.S_IMODE(p.stat().st_mode) == 0o600
     assert signer_id_of(load_signing_key(p)) == sid
-    with pytest.raises(OutputError, match="exists"):
+    with pytest.raises(KeyFileWriteError, match="exists"):
         generate_key_file(p)
     assert signer_id_of(load_signing_key(p)) == sid  # untouched
     sid2 = generate_key_file(p, force=True)
@@ -67,15 +67,15 @@ def test_key_file_mode_and_roundtrip(tmp_path: Path) -> None:
 
 
 def test_load_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(KeyFileError, match="not found"):
         load_signing_key(tmp_path / "missing.pem")
     bad = tmp_path / "bad.pem"
     bad.write_text("hello")
-    with pytest.raises(ConfigError):
+    with pytest.raises(KeyFileError):
         load_signing_key(bad)
-    with pytest.raises(ConfigError):
+    with pytest.raises(KeyFileError):
         load_signing_key(tmp_path)  # a directory
-    with pytest.raises(OutputError):
+    with pytest.raises(KeyFileWriteError):
         generate_key_file(tmp_path / "no" / "such" / "dir.pem")
 
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ec_node.errors import ConfigError
+from ec_node.integrity.errors import IntegrityError, InvalidValueError, StreamIdError
 from ec_node.integrity.stream_id import (
     BroadcastIdentity,
     SourceHint,
@@ -75,33 +75,43 @@ def test_file_url_stdin_forms() -> None:
 def test_explicit_wins_and_is_validated() -> None:
     ident = BroadcastIdentity(0x0801, (3,), True, "WSYN-HD")
     assert derive_stream_id(ident, HDHR, explicit="la-nbc") == "la-nbc"
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidValueError):  # the caller's value: a usage error, not the source's fault
         derive_stream_id(ident, HDHR, explicit="bad\x00id")
 
 
 @pytest.mark.parametrize("bad", ["", " x", "x ", "a\nb", "a\x7fb", "x" * 257, "a\u200bb", "\ud800"])
 def test_validate_rejects(bad: str) -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidValueError):
         validate_stream_id(bad)
     assert not is_valid_stream_id(bad)
 
 
-def test_missing_source_details_are_config_errors() -> None:
-    with pytest.raises(ConfigError):
+def test_missing_source_details_are_stream_id_errors() -> None:
+    with pytest.raises(StreamIdError):
         derive_stream_id(None, SourceHint(kind="hdhr", device_id="X"))
-    with pytest.raises(ConfigError):
+    with pytest.raises(StreamIdError):
         derive_stream_id(None, SourceHint(kind="file"))
-    with pytest.raises(ConfigError):
+    with pytest.raises(StreamIdError):
         derive_stream_id(None, HDHR, profile="!!!")
 
 
+def test_a_derived_id_too_long_is_the_sources_fault_not_the_callers() -> None:
+    with pytest.raises(StreamIdError, match="longer than 256"):
+        derive_stream_id(None, SourceHint(kind="file", locator="/x/" + "a" * 250 + ".ts"))
+
+
+def test_the_layer_raises_only_its_own_exceptions() -> None:
+    assert issubclass(InvalidValueError, IntegrityError) and issubclass(StreamIdError, IntegrityError)
+    assert not any(c.__module__ == "ec_node.errors" for c in InvalidValueError.__mro__ + StreamIdError.__mro__)
+
+
 @given(st.text(max_size=40), st.text(max_size=20), st.text(max_size=20))
-def test_derived_ids_are_always_valid_or_config_error(name: str, dev: str, ch: str) -> None:
+def test_derived_ids_are_always_valid_or_stream_id_error(name: str, dev: str, ch: str) -> None:
     for src in (SourceHint(kind="file", locator=name or "x"), SourceHint(kind="hdhr", device_id=dev, channel=ch)):
         try:
             sid = derive_stream_id(BroadcastIdentity(7, (1,), True, name), src)
             sid2 = derive_stream_id(None, src)
-        except ConfigError:
+        except StreamIdError:
             continue
         assert validate_stream_id(sid) == sid and validate_stream_id(sid2) == sid2
         assert sid.isascii() and sid2.isascii()

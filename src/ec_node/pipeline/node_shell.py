@@ -1,0 +1,250 @@
+"""The one asyncio shell around :class:`~ec_node.node.core.NodeCore`, shared by `moq-subscribe` and `relay`.
+
+It starts one :class:`PeerLink` per objects peer and one for the manifests peer, feeds the core
+everything they put on the queue, wakes the core at its deadline, and applies its outputs: the
+role-specific ones (write a segment, serve a group, finish a track) through :class:`Effects`, the
+rest (fetch, reconnect, close a peer, reports, exit) here. It makes no decision of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from ec_node.errors import UsageError
+from ec_node.integrity.frames import Limits
+from ec_node.integrity.keys import derive_stream_key, parse_network_secret, parse_signer_id
+from ec_node.integrity.stream_id import validate_stream_id
+from ec_node.node.core import NodeCore, make_verifier
+from ec_node.node.events import (
+    ClosePeer,
+    Exit,
+    Fetch,
+    FinishTrack,
+    Output,
+    Reconnect,
+    Report,
+    ServeGroup,
+    Status,
+    Track,
+    WriteSegment,
+)
+from ec_node.node.settings import DEFAULT_MAX_PEER_REJECTIONS, NodeSettings, Role
+from ec_node.pipeline.aio import emit_json, rss_mb
+from ec_node.pipeline.peers import PeerLink, QueueItem
+from ec_node.transport.addr import EndpointAddr, parse_endpoint_addr
+from ec_node.transport.base import Transport
+
+log = logging.getLogger(__name__)
+
+QUEUE_ITEMS = 64  # inputs in flight from all links (each group up to a few MB)
+
+
+@dataclass
+class PullConfig:
+    """What a node that pulls a broadcast from peers is told (flags shared by `moq-subscribe` and `relay`)."""
+
+    remotes: list[str]
+    broadcast: str | None = None
+    remote_manifests: str | None = None
+    stream_id: str | None = None
+    require_manifest: bool = False
+    trust_signers: list[str] = field(default_factory=list)
+    network_secret: str | None = None
+    chunk_ms: int = 2000
+    max_peer_rejections: int | None = DEFAULT_MAX_PEER_REJECTIONS
+    connect_timeout_s: float = 10.0
+    manifest_timeout_s: float = 30.0
+    reconnect_for_s: float = 30.0
+    max_frame_mb: int = 64
+    receive_buffer_mb: int = 32
+    json: bool = False
+
+
+def default_transport(cfg: PullConfig) -> Transport:
+    """The moq transport with this node's frame limit and receive buffer."""
+    from ec_node.transport.moq_transport import moq_transport
+
+    return moq_transport(
+        max_frame_bytes=cfg.max_frame_mb * 1024 * 1024, receive_buffer_bytes=cfg.receive_buffer_mb * 1024 * 1024
+    )
+
+
+def _unique(addrs: list[EndpointAddr]) -> list[EndpointAddr]:
+    out: list[EndpointAddr] = []
+    for a in addrs:
+        if a not in out:
+            out.append(a)
+    return out
+
+
+@dataclass
+class Pull:
+    """A prepared pull: the core and the links that feed it (not started)."""
+
+    stream_id: str
+    core: NodeCore
+    objects: list[PeerLink]
+    manifests: PeerLink | None
+    queue: asyncio.Queue[QueueItem]
+
+    @property
+    def links(self) -> list[PeerLink]:
+        """Every link, objects first."""
+        return [*self.objects, *([self.manifests] if self.manifests else [])]
+
+
+def prepare_pull(
+    cfg: PullConfig,
+    settings: NodeSettings,
+    broadcast: str,
+    transport: Transport,
+    *,
+    keyless: bool = False,
+    want_manifests: bool,
+    measure: Callable[[bytes, int], int | None] | None = None,
+) -> Pull:
+    """Check the flags, derive keys, build the verifier, the core and the links."""
+    if not cfg.remotes:
+        raise UsageError("--remote is required")
+    stream_id = validate_stream_id(cfg.stream_id or broadcast)
+    secret = parse_network_secret(cfg.network_secret)
+    trusted = [parse_signer_id(s) for s in cfg.trust_signers]
+    obj_addrs = _unique([parse_endpoint_addr(r) for r in cfg.remotes])
+    man_addr = parse_endpoint_addr(cfg.remote_manifests) if cfg.remote_manifests else obj_addrs[0]
+    relay = settings.role is Role.RELAY
+    # a relay that does not verify passes objects on unopened (it may not hold a private swarm's key)
+    key = None if keyless or (relay and not settings.require_manifest) else derive_stream_key(stream_id, secret)
+    limits = Limits(max_frame_bytes=cfg.max_frame_mb * 1024 * 1024)
+    verifier = make_verifier(settings, stream_id, key, trusted_signers=trusted, limits=limits)
+    queue: asyncio.Queue[QueueItem] = asyncio.Queue(QUEUE_ITEMS)
+
+    def link(addr: EndpointAddr, track: Track) -> PeerLink:
+        return PeerLink(transport, addr, broadcast, track, queue, connect_timeout_s=cfg.connect_timeout_s)
+
+    objects = [link(a, Track.CHUNKS) for a in obj_addrs]
+    manifests = link(man_addr, Track.MANIFESTS) if want_manifests else None
+    core = NodeCore(
+        settings,
+        verifier,
+        objects_peers=[lk.name for lk in objects],
+        manifests_peer=manifests.name if manifests else None,
+        now=time.monotonic(),
+        measure=measure,
+    )
+    return Pull(stream_id, core, objects, manifests, queue)
+
+
+class Reporter:
+    """Shows reports: JSON lines on ``out`` (``--json``), and log lines at each report's level."""
+
+    def __init__(self, out: TextIO | None) -> None:
+        self.out = out
+
+    def report(self, r: Report) -> None:
+        """Show one core report."""
+        obj = r.to_json()
+        if isinstance(r, Status):
+            obj = {**obj, "rss_mb": rss_mb()}  # a measurement only the shell can take
+        self.emit(obj, level=r.level)
+
+    def emit(self, obj: dict[str, Any], level: str = "info") -> None:
+        """Show one event the shell itself observed (segment written, start, end)."""
+        log.log(logging.getLevelName(level.upper()), "%s %s", obj.get("event"), json.dumps(
+            {k: v for k, v in obj.items() if k != "event"}, separators=(",", ":")))  # fmt: skip
+        if self.out is not None:
+            emit_json(self.out, obj)
+
+
+@dataclass
+class Effects:
+    """What a role does with the core's role-specific actions."""
+
+    write_segment: Callable[[WriteSegment], None] | None = None
+    serve: Callable[[ServeGroup], None] | None = None
+    finish: Callable[[FinishTrack], None] | None = None
+
+
+class NodeShell:
+    """The event loop: queue in, core outputs applied, until an exit or the stop signal."""
+
+    def __init__(self, pull: Pull, reporter: Reporter, stop: asyncio.Event, effects: Effects) -> None:
+        self.pull = pull
+        self.core = pull.core
+        self.reporter = reporter
+        self.stop = stop
+        self.effects = effects
+        self._closing: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> Exit | None:
+        """Run until the core says exit (returned) or the stop signal (None)."""
+        for lk in self.pull.links:
+            lk.start()
+        try:
+            while not self.stop.is_set():
+                deadline = self.core.next_deadline()
+                now = time.monotonic()
+                item = await self._next(None if deadline is None else max(0.0, deadline - now))
+                outs = self.core.handle(item[1], item[0]) if item is not None else []
+                now = time.monotonic()
+                deadline = self.core.next_deadline()
+                if deadline is not None and now >= deadline:
+                    outs += self.core.on_timer(now)
+                done = await self.apply(outs)
+                if done is not None:
+                    return done
+            return None
+        finally:
+            for lk in self.pull.links:
+                await lk.close()
+            if self._closing:
+                await asyncio.gather(*self._closing, return_exceptions=True)
+
+    async def apply(self, outs: list[Output]) -> Exit | None:
+        """Carry out the core's outputs in order; the exit, if one came."""
+        e = self.effects
+        for o in outs:
+            if isinstance(o, WriteSegment) and e.write_segment is not None:
+                e.write_segment(o)
+            elif isinstance(o, ServeGroup) and e.serve is not None:
+                e.serve(o)
+            elif isinstance(o, FinishTrack) and e.finish is not None:
+                e.finish(o)
+            elif isinstance(o, Report):
+                self.reporter.report(o)
+            elif isinstance(o, Fetch):
+                for lk in self._links(o.peer, o.track):
+                    lk.fetch(o.sequences)
+            elif isinstance(o, Reconnect):
+                for lk in self._links(o.peer, o.track):
+                    await lk.reconnect()
+            elif isinstance(o, ClosePeer):
+                for lk in self._links(o.peer, o.track):
+                    t = asyncio.create_task(lk.close())
+                    self._closing.add(t)
+                    t.add_done_callback(self._closing.discard)
+            elif isinstance(o, Exit):
+                return o
+        return None
+
+    def _links(self, peer: str, track: Track | None) -> list[PeerLink]:
+        return [lk for lk in self.pull.links if lk.name == peer and (track is None or lk.track == track)]
+
+    async def _next(self, timeout: float | None) -> QueueItem | None:
+        get = asyncio.ensure_future(self.pull.queue.get())
+        stopper = asyncio.ensure_future(self.stop.wait())
+        await asyncio.wait({get, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not get.done():
+            get.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await get
+        if get.done() and not get.cancelled():
+            return get.result()
+        return None
