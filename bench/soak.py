@@ -109,10 +109,10 @@ def analyze_events(events: list[dict[str, Any]], chunk_ms: int = CHUNK_MS) -> di
         "index_jumps": jumps,
         "rejected": len(rejected),
         "rejected_by_reason": by_reason,
-        "track_gaps": [e for e in events if e.get("event") == "track_gap"],
-        # a transport-level hole in a peer's group sequence; at a media loop it is the index jump
-        "track_gaps_within_timeline": [e for e in events if e.get("event") == "track_gap"
-                                       and _same_timeline(e["groups"], stride)],
+        "track_gaps": [e for e in events if e.get("event") == "gap"],
+        # chunk indices the node core gave up on; at a media loop it is the index jump
+        "track_gaps_within_timeline": [e for e in events if e.get("event") == "gap"
+                                       and _same_timeline(e["chunks"], stride)],
         "peer_events": [e for e in events if str(e.get("event", "")).startswith("peer_")
                         and e.get("event") != "peer_connected"],
         "event_counts": counts,
@@ -253,7 +253,7 @@ def addr(startup: dict[str, Any]) -> str:
 
 
 def _last_status_line(text: str) -> str | None:
-    lines = [ln for ln in text.splitlines() if "objects in=" in ln]
+    lines = [ln for ln in text.splitlines() if " status {" in ln]
     return lines[-1].strip() if lines else None
 
 
@@ -361,7 +361,8 @@ def run(minutes: float, out: Path, warmup_s: float, sample_s: float, margin_s: f
         "subscriber": sub_report,
         "relay": {
             "last_status": _last_status_line(relay_err),
-            "invalid_objects_logged": relay_err.count("invalid object from"),
+            "invalid_objects_logged": sum(1 for ln in relay_err.splitlines()
+                                          if " rejected {" in ln and '"peer_fault":true' in ln),
             "warnings": sum(1 for ln in relay_err.splitlines() if " WARNING " in ln or "WARNING:" in ln),
         },
         "processes": processes,

@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     description: str
 
     def __new__(cls, value: int, description: str) -> ExitCode:
+        """Build a member from its ``(value, description)`` pair so each code carries its help text."""
         member = int.__new__(cls, value)
         member._value_ = value
         member.description = description

@@ -23,6 +23,7 @@ def _emit(obj: Any) -> None:
 
 @click.group(help=f"Talk to HDHomeRun tuners.\n\n{_EXIT_HELP}")
 def hdhr() -> None:
+    """Command group for the HDHomeRun client subcommands."""
     pass
 
 
@@ -38,6 +39,7 @@ def hdhr() -> None:
     help="Seconds to wait for replies.",
 )
 def discover(target: str, port: int, timeout_s: float) -> None:
+    """Print each tuner that answers UDP discovery; unreachable if none does."""
     from ec_node.hdhr.discovery import discover as run
 
     devices = run(target, port, timeout_s)
@@ -51,6 +53,7 @@ def discover(target: str, port: int, timeout_s: float) -> None:
 @click.argument("host")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(0.1, 120), default=10.0, show_default=True)
 def lineup(host: str, timeout_s: float) -> None:
+    """Print the device's lineup, one JSON line per channel."""
     from ec_node.hdhr.client import HdhrClient
 
     for entry in HdhrClient(host, timeout_s=timeout_s).lineup():
@@ -86,6 +89,7 @@ def lineup(host: str, timeout_s: float) -> None:
 def capture(
     host: str, channel: str, duration_s: float, output: Path, timeout_s: float, busy_retries: int, backoff_s: float
 ) -> None:
+    """Record a channel with the device's ``?duration=`` query and print the summary line."""
     from ec_node.hdhr.capture import capture as run
 
     summary = run(
@@ -173,6 +177,7 @@ def hdhr_emulator(
     serve_speed: float,
     tune_error: str | None,
 ) -> None:
+    """Serve media as a loopback HDHomeRun until SIGINT/SIGTERM, printing its ready line first."""
     from ec_node.devkit.emulator import HdhrEmulator, parse_channel_arg, parse_device_id
 
     emu = HdhrEmulator(

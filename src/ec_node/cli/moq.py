@@ -40,21 +40,24 @@ from ec_node.ts.chunker import DEFAULT_CHUNK_MS
 @click.option("--linger-ms", type=click.IntRange(0), default=0, help="Keep serving after the input ends.")
 @click.option("--cache-mb", type=click.IntRange(1), default=64, show_default=True,
               help="Bound of the group cache served to peers (history for late joiners).")
+@click.option("--json", "json_", is_flag=True, help="A JSON 'published' event per chunk on stdout.")
 def moq_publish(input_: str, duration: float | None, realtime: bool, listen: str, identity_dir: Path | None,
                 stream_id: str | None, broadcast: str | None, network_secret: str | None,
                 signing_key: Path | None, publish_manifests: bool, publish_chunks: bool, epoch_chunks: int,
                 chunk_ms: int, startup_delay_ms: int, addr_file: Path | None, linger_ms: int,
-                cache_mb: int) -> None:
+                cache_mb: int, json_: bool) -> None:
     """Publish a stream over MoQ: chunk objects, signed manifests, or both.
 
-    Prints one JSON line first: {"endpoint_addr", "broadcast", "stream_id", "tracks", "signer_id"}.
+    Prints one JSON line first: {"endpoint_addr", "broadcast", "stream_id", "tracks", "signer_id"};
+    with --json, then {"event": "published", "chunk_index", "chunks", "objects", "manifests", "damaged"}
+    per chunk.
     """
     cfg = PublishConfig(
         input=input_, duration_s=duration, realtime=realtime, listen=listen, identity_dir=identity_dir,
         stream_id=stream_id, broadcast=broadcast, network_secret=network_secret, signing_key=signing_key,
         publish_manifests=publish_manifests, publish_chunks=publish_chunks, epoch_chunks=epoch_chunks,
         chunk_ms=chunk_ms, startup_delay_ms=startup_delay_ms, addr_file=addr_file, linger_ms=linger_ms,
-        cache_mb=cache_mb,
+        cache_mb=cache_mb, json=json_,
     )
     asyncio.run(run_publish(cfg))
 

@@ -51,6 +51,8 @@ def ffmpeg_messages(level: int = logging.ERROR) -> Iterator[list[str]]:
 
 @dataclass
 class DecodeReport:
+    """What :func:`decode` saw: frame counts, codecs, whether video starts on a keyframe, FFmpeg errors."""
+
     video_frames: int = 0
     audio_frames: int = 0
     first_video_keyframe: bool | None = None
@@ -60,6 +62,7 @@ class DecodeReport:
 
     @property
     def ok(self) -> bool:
+        """True when at least one video frame decoded and no error was reported."""
         return not self.errors and self.video_frames > 0
 
 

@@ -10,7 +10,6 @@ talking MoQ over QUIC on 127.0.0.1.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import signal
 import subprocess
@@ -29,8 +28,6 @@ from ec_node.devkit.synth import preset_options
 from ec_node.errors import EcError, ExitCode
 from ec_node.hdhr.capture import capture
 from ec_node.pipeline.hls import prepare_dir
-
-PROGRESS = re.compile(r"progress chunk=(\d+) chunks=(\d+) objects=(\d+) manifests=(\d+)")
 
 
 @dataclass
@@ -65,29 +62,30 @@ class Demo:
 
     # -- processes ------------------------------------------------------------
     def spawn(self, name: str, args: list[str], *, follow_progress: bool = False) -> _Proc:
+        """Start one ``ec-node`` process (log on stderr -> NAME.log, JSON events on stdout)."""
         log = (self.cfg.directory / f"{name}.log").open("wb")
         p = subprocess.Popen(
             [sys.executable, "-m", "ec_node", "-v", *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE if follow_progress else log,
+            stderr=log,
         )
         proc = _Proc(name, p, log)
         self.procs.append(proc)
         if follow_progress:
-            threading.Thread(target=self._follow_stderr, args=(proc,), daemon=True).start()
+            proc.counters = {}
         return proc
 
-    def _follow_stderr(self, proc: _Proc) -> None:
-        assert proc.popen.stderr is not None
-        for raw in proc.popen.stderr:
-            proc.log.write(raw)
-            proc.log.flush()
-            m = PROGRESS.search(raw.decode("utf-8", "replace"))
-            if m:
-                proc.counters = {
-                    "chunk": int(m[1]), "chunks": int(m[2]), "objects": int(m[3]), "manifests": int(m[4])
-                }
+    def _follow_events(self, proc: _Proc) -> None:
+        """Keep the latest ``published`` counters of a publisher (its JSON events after the startup line)."""
+        assert proc.popen.stdout is not None
+        for raw in proc.popen.stdout:
+            try:
+                ev = json.loads(raw)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(ev, dict) and ev.get("event") == "published":
+                proc.counters = {k: int(ev[k]) for k in ("chunk_index", "chunks", "objects", "manifests")}
 
     def first_line(self, proc: _Proc, timeout: float = 60) -> dict[str, Any]:
         assert proc.popen.stdout is not None
@@ -129,12 +127,14 @@ class Demo:
             leader = self.spawn("leader", [
                 "moq-publish", "--input", str(rec), *pace, "--publish-manifests", "--publish-chunks=false",
                 "--signing-key", str(d / "leader.key"), "--addr-file", str(d / "leader.json"),
-                "--startup-delay-ms", "1500", "--linger-ms", "600000"], follow_progress=True)
+                "--startup-delay-ms", "1500", "--linger-ms", "600000", "--json"], follow_progress=True)
             publisher = self.spawn("publisher", [
                 "moq-publish", "--input", str(rec), *pace, "--publish-chunks=true",
-                "--addr-file", str(d / "publisher.json"), "--startup-delay-ms", "1500", "--linger-ms", "600000"],
-                follow_progress=True)
+                "--addr-file", str(d / "publisher.json"), "--startup-delay-ms", "1500", "--linger-ms", "600000",
+                "--json"], follow_progress=True)
             sl, sp = self.first_line(leader), self.first_line(publisher)
+            for p in (leader, publisher):
+                threading.Thread(target=self._follow_events, args=(p,), daemon=True).start()
             self.say(f"4. leader (manifests only)    {sl['endpoint_addr']['addrs'][0]} signer {sl['signer_id'][:16]}…")
             self.say(f"   publisher (objects only)   {sp['endpoint_addr']['addrs'][0]}")
             self.say(f"   stream {sl['stream_id']}")

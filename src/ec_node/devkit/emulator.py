@@ -61,6 +61,8 @@ _CHANNEL_ARG = re.compile(r"([0-9]{1,4}(?:\.[0-9]{1,4})?)=(.{1,64})")
 
 @dataclass(frozen=True)
 class EmulatedChannel:
+    """One lineup entry the emulator serves, with the codecs and program number it reports."""
+
     guide_number: str
     guide_name: str
     video_codec: str | None = "MPEG2"
@@ -234,6 +236,7 @@ class HdhrEmulator:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> HdhrEmulator:
+        """Bind all three listeners and start their threads; ConfigError if one cannot listen."""
         http_port, stream_port, discover_port = self._want_ports
         try:
             self._control = _Server((self.bind, http_port), _ControlHandler, self)
@@ -312,25 +315,31 @@ class HdhrEmulator:
 
     @property
     def host(self) -> str:
+        """Address clients should use: loopback when bound to all interfaces."""
         return "127.0.0.1" if self.bind in ("", "0.0.0.0") else self.bind
 
     @property
     def base_url(self) -> str:
+        """Control API URL, advertised in discover.json and discovery replies."""
         return f"http://{self.host}:{self.http_port}"
 
     @property
     def lineup_url(self) -> str:
+        """``LineupURL``, advertised in discover.json and discovery replies."""
         return f"{self.base_url}/lineup.json"
 
     @property
     def device_auth(self) -> str:
+        """Stable fake ``DeviceAuth`` token derived from the device id."""
         return base64.b64encode(hashlib.sha256(f"{self.device_id:08X}".encode()).digest()[:18]).decode()
 
     def stream_url(self, guide_number: str, tuner: int | None = None) -> str:
+        """Stream URL for a channel, on any free tuner (``auto``) or the given one."""
         where = "auto" if tuner is None else f"tuner{tuner}"
         return f"http://{self.host}:{self.stream_port}/{where}/v{guide_number}"
 
     def info(self) -> dict[str, Any]:
+        """The JSON ready line: device id, ports, URLs and channels."""
         return {
             "event": "ready",
             "device_id": f"{self.device_id:08X}",
@@ -349,6 +358,7 @@ class HdhrEmulator:
     # -- control API ------------------------------------------------------------------------------
 
     def control_json(self, path: str) -> Any | None:
+        """Body for a control API path, or None (404) for an unknown one."""
         if path == "/discover.json":
             return {
                 "FriendlyName": FRIENDLY_NAME,
@@ -379,6 +389,7 @@ class HdhrEmulator:
         return None
 
     def status(self) -> list[dict[str, Any]]:
+        """``/status.json``: one entry per tuner, with channel and client IP when in use."""
         with self._lock:
             snap = list(self._tuners)
         out: list[dict[str, Any]] = []
@@ -431,6 +442,7 @@ class HdhrEmulator:
             return self._released.wait_for(lambda: all(t is None for t in self._tuners), timeout)
 
     def tuners_in_use(self) -> int:
+        """Number of tuners currently allocated to streams."""
         with self._lock:
             return sum(t is not None for t in self._tuners)
 

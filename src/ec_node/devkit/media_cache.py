@@ -44,6 +44,7 @@ def _source_digest() -> str:
 
 
 def cache_key(opts: SynthOptions) -> str:
+    """Short hash naming the cached file: generator version, PyAV build, generator sources and options."""
     import av  # the encoder build is part of what determines the bytes
 
     text = f"{GENERATOR_VERSION}|{av.__version__}|{_source_digest()}|{opts!r}"

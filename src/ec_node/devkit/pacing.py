@@ -50,6 +50,7 @@ class TsMedia:
 
     @property
     def packets(self) -> int:
+        """Number of 188-byte packets in one pass over the file."""
         return len(self.data) // PACKET_SIZE
 
 

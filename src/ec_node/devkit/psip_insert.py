@@ -42,6 +42,8 @@ class PsipPlan:
 
 @dataclass
 class InsertStats:
+    """Counts from :func:`insert_psip`: sections and packets inserted, SDT packets nulled, nulls left."""
+
     sections: dict[str, int] = field(default_factory=lambda: {"mgt": 0, "tvct": 0, "stt": 0})
     psip_packets: int = 0
     sdt_nulled: int = 0

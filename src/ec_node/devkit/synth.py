@@ -39,6 +39,8 @@ _STREAM_TYPES = {"mpeg2": (0x02, 0x81), "h264": (0x1B, 0x0F)}
 
 @dataclass(frozen=True)
 class SynthOptions:
+    """Everything that determines a synthetic stream's bytes (its repr also keys the media cache)."""
+
     codec: Literal["mpeg2", "h264"] = "mpeg2"  # mpeg2 = MPEG-2 + AC-3 (ATSC 1.0), h264 = H.264 + AAC
     duration_s: float = 10.0
     width: int = 1920
@@ -87,6 +89,8 @@ def preset_options(size: str, codec: Literal["mpeg2", "h264"] = "mpeg2", **overr
 
 @dataclass(frozen=True)
 class SynthResult:
+    """What a synthesis produced: path, size, format details and PSIP insertion counts."""
+
     path: Path
     bytes: int
     duration_s: float

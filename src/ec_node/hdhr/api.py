@@ -52,6 +52,7 @@ def parse_host(host: str) -> tuple[str, int]:
 
 
 def format_host(host: str, port: int) -> str:
+    """Inverse of :func:`parse_host`: ``host:port``, with IPv6 addresses bracketed."""
     h = f"[{host}]" if ":" in host else host
     return f"{h}:{port}"
 
@@ -120,6 +121,7 @@ class LineupEntry:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
+        """The entry exactly as the device sent it, unknown fields included."""
         return dict(self.raw)
 
 
@@ -180,6 +182,8 @@ def parse_error_header(value: str | None) -> int | None:
 
 
 class StreamVerdict(enum.Enum):
+    """What a client should do with a stream response, as decided by :func:`classify_stream_response`."""
+
     OK = "ok"
     BUSY = "busy"  # back off and retry (805, 804, 803, or 503 with no code)
     CONFIG = "config"  # unknown channel or other permanent refusal: do not retry
@@ -204,6 +208,7 @@ def classify_stream_response(status: int, error_header: str | None) -> tuple[Str
 
 
 def describe_error(code: int | None, header: str | None) -> str:
+    """Reason for a refused stream: the device's header text, else the code and its standard name."""
     if header:
         return header.strip()
     if code is None:
@@ -221,4 +226,5 @@ def duration_query(duration_s: float | None) -> str:
 
 
 def not_found_error(guide_number: str, where: str) -> ConfigError:
+    """The ConfigError for a channel the device does not carry (404/801)."""
     return ConfigError(f"unknown channel {guide_number!r} on {where} (404 801 Unknown Channel)")

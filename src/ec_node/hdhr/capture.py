@@ -21,6 +21,8 @@ from ec_node.hdhr.client import HdhrClient
 
 @dataclass(frozen=True)
 class CaptureSummary:
+    """What :func:`capture` recorded; ``ec-node hdhr capture`` prints it as one JSON line."""
+
     output: str
     channel: str
     device_id: str
@@ -30,6 +32,7 @@ class CaptureSummary:
     end_reason: str | None
 
     def to_json(self) -> dict[str, Any]:
+        """Plain dict of every field, for the JSON summary line."""
         return asdict(self)
 
 

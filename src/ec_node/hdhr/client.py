@@ -156,6 +156,7 @@ class HdhrClient:
 
     @property
     def where(self) -> str:
+        """``host:port`` of the control port, for error messages."""
         return format_host(self.host, self.port)
 
     # -- control port -----------------------------------------------------------------------

@@ -69,12 +69,14 @@ class DiscoveryPacket:
     tlvs: tuple[tuple[int, bytes], ...] = field(default_factory=tuple)
 
     def get(self, tag: int) -> bytes | None:
+        """Value of the first TLV with ``tag``, or None."""
         for t, v in self.tlvs:
             if t == tag:
                 return v
         return None
 
     def get_u32(self, tag: int) -> int | None:
+        """First ``tag`` value as a big-endian uint32; DiscoveryPacketError unless it is 4 bytes."""
         v = self.get(tag)
         if v is None:
             return None
@@ -83,6 +85,7 @@ class DiscoveryPacket:
         return int(struct.unpack(">I", v)[0])
 
     def get_str(self, tag: int) -> str | None:
+        """First ``tag`` value as text, trailing NULs stripped and undecodable bytes replaced."""
         v = self.get(tag)
         if v is None:
             return None
@@ -170,9 +173,11 @@ class DiscoveredDevice:
 
     @property
     def device_id_hex(self) -> str:
+        """DeviceID as 8 uppercase hex digits, as devices print it."""
         return f"{self.device_id:08X}"
 
     def to_json(self) -> dict[str, object]:
+        """JSON line for ``ec-node hdhr discover``, with discover.json-style keys and the checksum verdict."""
         return {
             "DeviceID": self.device_id_hex,
             "IP": self.ip,

@@ -46,11 +46,14 @@ class Encryption:
     nonce: str
 
     def to_json(self) -> dict[str, Any]:
+        """JSON object form, nested under ``encryption`` in the meta."""
         return {"alg": self.alg, "key_id": self.key_id, "nonce": self.nonce}
 
 
 @dataclass(frozen=True)
 class ObjectMeta:
+    """The JSON header of an object frame: the stream, epoch and index the ciphertext claims, and its plaintext hash."""
+
     stream_id: str
     epoch_id: str
     chunk_index: int
@@ -60,6 +63,7 @@ class ObjectMeta:
     chunk_proof: MerkleProof | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """JSON object form for :func:`encode_meta`; ``chunk_proof`` is left out when there is none."""
         out: dict[str, Any] = {
             "stream_id": self.stream_id,
             "epoch_id": self.epoch_id,
@@ -74,6 +78,7 @@ class ObjectMeta:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> ObjectMeta:
+        """Build a meta from decoded JSON, checking types and bounds; raises :class:`IntegrityFormatError`."""
         what = "object meta"
         enc = obj.get("encryption")
         if not isinstance(enc, dict):
@@ -109,6 +114,7 @@ class ObjectFrame:
 
 
 def encode_meta(meta: ObjectMeta) -> bytes:
+    """Canonical JSON of ``meta``, so equal metas always frame to identical bytes."""
     return canonical_json(meta.to_json())
 
 

@@ -63,6 +63,7 @@ def parse_signer_id(value: str) -> str:
 
 
 def generate_signing_key() -> Ed25519PrivateKey:
+    """A fresh random Ed25519 key for signing manifests."""
     return Ed25519PrivateKey.generate()
 
 

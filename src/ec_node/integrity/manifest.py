@@ -118,6 +118,8 @@ def _check_metadata(value: Any, what: str, depth: int = 0) -> None:
 
 @dataclass(frozen=True)
 class ManifestBody:
+    """The signed part of a manifest: one epoch's window of chunk slots, its Merkle root and metadata."""
+
     stream_id: str
     epoch_id: str
     chunk_duration_ms: int
@@ -130,6 +132,7 @@ class ManifestBody:
     chunk_hashes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
+        """JSON object form; its canonical encoding is what ``manifest_id`` hashes."""
         return {
             "stream_id": self.stream_id,
             "epoch_id": self.epoch_id,
@@ -144,6 +147,7 @@ class ManifestBody:
         }
 
     def canonical_bytes(self) -> bytes:
+        """Canonical JSON of the body: the bytes :meth:`compute_id` hashes."""
         return canonical_json(self.to_json())
 
     def compute_id(self) -> str:
@@ -161,6 +165,7 @@ class ManifestBody:
         return self.chunk_start_index + self.total_chunks
 
     def covers(self, chunk_index: int) -> bool:
+        """Whether ``chunk_index`` lies in this manifest's window."""
         return self.chunk_start_index <= chunk_index < self.end_index
 
     def slot(self, chunk_index: int) -> str | None:
@@ -171,6 +176,7 @@ class ManifestBody:
 
     @classmethod
     def from_json(cls, obj: Any, limits: Limits = DEFAULT_LIMITS) -> ManifestBody:
+        """Parse a body with exactly the known fields, checking types, bounds and slots; raises IntegrityFormatError."""
         what = "manifest body"
         if not isinstance(obj, dict):
             raise IntegrityFormatError(f"{what}: expected a JSON object")
@@ -219,20 +225,26 @@ class ManifestBody:
 
 @dataclass(frozen=True)
 class ManifestSignature:
+    """One signer's Ed25519 signature over the raw ``manifest_id`` bytes."""
+
     signer_id: str  # hex Ed25519 public key
     signature: str  # hex Ed25519 signature over the 32 raw bytes of manifest_id
 
     def to_json(self) -> dict[str, Any]:
+        """JSON form, one entry of the manifest's ``signatures`` list."""
         return {"signer_id": self.signer_id, "signature": self.signature}
 
 
 @dataclass(frozen=True)
 class Manifest:
+    """A body, its claimed id and the signatures over that id, as carried on the ``manifests`` track."""
+
     body: ManifestBody
     manifest_id: str
     signatures: tuple[ManifestSignature, ...]
 
     def to_json(self) -> dict[str, Any]:
+        """JSON object form; :meth:`encode` serializes it canonically."""
         return {
             "body": self.body.to_json(),
             "manifest_id": self.manifest_id,

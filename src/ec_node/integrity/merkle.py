@@ -39,6 +39,7 @@ def leaf_hash(chunk_hash: str) -> bytes:
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
+    """Inner node: BLAKE3(0x01 || left || right); the prefix keeps nodes and leaves apart."""
     return _h(NODE_PREFIX + left + right)
 
 
@@ -68,10 +69,12 @@ class MerkleProof:
     siblings: tuple[str, ...]
 
     def to_json(self) -> dict[str, Any]:
+        """JSON form carried as ``ObjectMeta.chunk_proof``."""
         return {"leaf_index": self.leaf_index, "leaf_count": self.leaf_count, "siblings": list(self.siblings)}
 
     @classmethod
     def from_json(cls, obj: Any) -> MerkleProof:
+        """Parse a ``chunk_proof`` object, bounding its siblings; raises :class:`IntegrityFormatError`."""
         what = "chunk_proof"
         if not isinstance(obj, dict):
             raise IntegrityFormatError(f"{what}: expected a JSON object")

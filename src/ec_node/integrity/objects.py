@@ -26,12 +26,16 @@ from ec_node.integrity.merkle import MerkleProof
 
 @dataclass(frozen=True)
 class SealedObject:
+    """A sealed chunk: its meta and the frame bytes to publish."""
+
     meta: ObjectMeta
     frame: bytes  # the bytes to publish as the one frame of group ``chunk_index`` on track ``chunks``
 
 
 @dataclass(frozen=True)
 class OpenedObject:
+    """An opened frame: its meta and the plaintext that was checked against it."""
+
     meta: ObjectMeta
     plaintext: bytes
 

@@ -28,6 +28,7 @@ class Signer:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Signer:
+        """Use an existing key file; raises :class:`KeyFileError` if it is missing or unusable."""
         return cls(load_signing_key(path))
 
     @classmethod
@@ -42,6 +43,7 @@ class Signer:
         return signer
 
     def sign(self, body: ManifestBody) -> Manifest:
+        """Turn ``body`` into a manifest signed by this key alone."""
         return sign_manifest(body, self._key)
 
     def cosign(self, manifest: Manifest) -> Manifest:
@@ -49,6 +51,7 @@ class Signer:
         return add_signature(manifest, self._key)
 
     def sign_bytes(self, message: bytes) -> bytes:
+        """Ed25519 signature over arbitrary bytes with this signer's key."""
         return self._key.sign(message)
 
 

@@ -29,6 +29,8 @@ log = logging.getLogger("ec_node.integrity")
 
 
 class Verdict(StrEnum):
+    """Outcome of feeding one manifest or object to a :class:`Verifier`."""
+
     ACCEPTED = "accepted"
     PENDING = "pending"  # valid by itself; waiting for a manifest that covers its index
     DUPLICATE = "duplicate"  # already accepted (or already waiting); nothing to do
@@ -36,6 +38,8 @@ class Verdict(StrEnum):
 
 
 class SlotState(StrEnum):
+    """What the usable manifests say about one chunk index."""
+
     PRESENT = "present"  # a usable manifest lists a chunk at this index
     ABSENT = "absent"  # a usable manifest says this index produced no chunk
     UNKNOWN = "unknown"  # no usable manifest covers this index (yet, or any more)
@@ -43,6 +47,8 @@ class SlotState(StrEnum):
 
 @dataclass(frozen=True)
 class AcceptedObject:
+    """An object the policy accepted: the frame to forward or cache and, with the key, its plaintext."""
+
     chunk_index: int
     meta: ObjectMeta
     frame: bytes  # the original frame, to forward or cache as is
@@ -63,6 +69,8 @@ class DroppedObject:
 
 @dataclass(frozen=True)
 class ObjectDecision:
+    """The answer to :meth:`Verifier.add_object`, with any objects released or evicted along the way."""
+
     verdict: Verdict
     chunk_index: int | None
     reason: RejectReason | None = None
@@ -73,6 +81,8 @@ class ObjectDecision:
 
 @dataclass(frozen=True)
 class ManifestDecision:
+    """The answer to one manifest, with the buffered objects it released or refuted."""
+
     verdict: Verdict
     manifest: Manifest | None
     epoch: int | None = None
@@ -155,29 +165,36 @@ class Verifier:
 
     @property
     def keyless(self) -> bool:
+        """True without the stream key (a relay): ciphertext cannot be checked."""
         return self._cipher is None
 
     @property
     def trusted_signers(self) -> frozenset[str]:
+        """Signer ids trusted now, including one pinned on first use."""
         return frozenset(self._trusted)
 
     @property
     def pending_count(self) -> int:
+        """Objects waiting in the pre-manifest buffer."""
         return self._pending_count
 
     @property
     def pending_bytes(self) -> int:
+        """Bytes held by the pre-manifest buffer (frames plus any kept plaintext)."""
         return self._pending_bytes
 
     def pending_indices(self) -> list[int]:
+        """Sorted chunk indices that have objects waiting for a manifest."""
         return sorted(self._pending)
 
     @property
     def object_rejections(self) -> dict[RejectReason, int]:
+        """Object rejections and drops, counted by reason."""
         return dict(self._obj_rej)
 
     @property
     def manifest_rejections(self) -> dict[RejectReason, int]:
+        """Manifest rejections, counted by reason."""
         return dict(self._man_rej)
 
     @property
@@ -186,15 +203,18 @@ class Verifier:
         return sum(self._obj_rej.values())
 
     def manifest_for(self, chunk_index: int) -> Manifest | None:
+        """The retained usable manifest covering ``chunk_index``, if any."""
         return self._cover.get(chunk_index)
 
     def slot_state(self, chunk_index: int) -> SlotState:
+        """Whether usable manifests list a chunk, list none, or say nothing at ``chunk_index``."""
         m = self._cover.get(chunk_index)
         if m is None:
             return SlotState.UNKNOWN
         return SlotState.ABSENT if m.body.slot(chunk_index) == "" else SlotState.PRESENT
 
     def expected_hash(self, chunk_index: int) -> str | None:
+        """Hex hash a usable manifest lists at ``chunk_index``; None if it lists none or none covers it."""
         m = self._cover.get(chunk_index)
         return None if m is None else m.body.slot(chunk_index) or None
 
@@ -209,6 +229,7 @@ class Verifier:
         return self.add_parsed_manifest(manifest)
 
     def add_parsed_manifest(self, manifest: Manifest) -> ManifestDecision:
+        """Judge an already parsed manifest; if usable, record its window and settle the buffered objects it covers."""
         body = manifest.body
         if manifest.manifest_id in self._usable_ids:
             return ManifestDecision(Verdict.DUPLICATE, manifest, parse_epoch_id(body.stream_id, body.epoch_id))

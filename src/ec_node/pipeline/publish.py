@@ -19,7 +19,7 @@ from ec_node.errors import UsageError
 from ec_node.integrity.keys import derive_stream_key, parse_network_secret
 from ec_node.integrity.signer import Signer
 from ec_node.integrity.stream_id import SourceHint, derive_stream_id, validate_stream_id
-from ec_node.pipeline.aio import install_stop_signals, iterate_in_thread
+from ec_node.pipeline.aio import emit_json, install_stop_signals, iterate_in_thread
 from ec_node.pipeline.identify import identity_of
 from ec_node.pipeline.ingest import open_source, pace_by_pcr, parse_source
 from ec_node.pipeline.publish_core import PublishCore
@@ -51,6 +51,7 @@ class PublishConfig:
     addr_file: Path | None = None
     linger_ms: int = 0
     cache_mb: int = 64
+    json: bool = False  # a "published" event per chunk on stdout after the startup line
 
 
 def default_transport() -> Transport:
@@ -126,7 +127,7 @@ async def run_publish(cfg: PublishConfig, out: TextIO = sys.stdout, transport: T
 
         if cfg.startup_delay_ms and await _wait(stop, cfg.startup_delay_ms / 1000):
             return
-        await _ingest(core, writers, head.head, reads, cfg.chunk_ms, name, stop)
+        await _ingest(core, writers, head.head, reads, cfg.chunk_ms, name, stop, out if cfg.json else None)
         log.info(
             "input ended: %d chunks, %d objects, %d manifests, %d damaged chunks dropped",
             core.stats.chunks,
@@ -157,6 +158,7 @@ async def _ingest(
     chunk_ms: int,
     name: str,
     stop: asyncio.Event,
+    events: TextIO | None,
 ) -> None:
     chunker = GuardedChunker(chunk_ms, name)
 
@@ -165,9 +167,11 @@ async def _ingest(
             for w in core.on_chunk(c, int(time.time() * 1000)):
                 writers[w.track].write_group(w.sequence, w.payload)
             st = core.stats
-            # a stable line the demo (and operators' log scrapers) can follow
-            log.info("progress chunk=%d chunks=%d objects=%d manifests=%d damaged=%d",
-                     c.index, st.chunks, st.objects, st.manifests, st.damaged_dropped)
+            progress = {"event": "published", "chunk_index": c.index, "chunks": st.chunks, "objects": st.objects,
+                        "manifests": st.manifests, "damaged": st.damaged_dropped}  # fmt: skip
+            log.info("published %s", progress)
+            if events is not None:
+                emit_json(events, progress)
 
     for data in head:
         apply(chunker.feed(data))

@@ -38,6 +38,8 @@ def windows_per_timeline(chunk_ms: int) -> int:
 
 @dataclass(frozen=True)
 class Chunk:
+    """One cut of the stream, byte-identical on every node that saw it whole."""
+
     index: int  # timeline_epoch * windows_per_timeline + floor(PTS_ms / chunk_ms)
     data: bytes  # PAT + PMT + packets from the cut point, a multiple of 188 bytes
     start_pts: int  # raw 33-bit PTS of the first picture (90 kHz)
@@ -120,6 +122,7 @@ class Chunker:
 
     # -- public ---------------------------------------------------------------
     def feed(self, data: bytes | bytearray | memoryview) -> list[Chunk]:
+        """Consume bytes of any read size; return the chunks released so far (ended and confirmed, or damaged)."""
         out: list[Chunk] = []
         for run in self._framer.feed(data):
             self._resynced(run.resyncs, out)

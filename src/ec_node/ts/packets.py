@@ -18,6 +18,7 @@ LOCK_PACKETS = 3
 
 
 def pid_of(pkt: bytes | memoryview, off: int = 0) -> int:
+    """The 13-bit PID of the packet at ``off``."""
     return ((pkt[off + 1] & 0x1F) << 8) | pkt[off + 2]
 
 
@@ -27,14 +28,17 @@ def pusi(pkt: bytes | memoryview, off: int = 0) -> bool:
 
 
 def transport_error(pkt: bytes | memoryview, off: int = 0) -> bool:
+    """transport_error_indicator: the demodulator flagged this packet as corrupt."""
     return bool(pkt[off + 1] & 0x80)
 
 
 def continuity_counter(pkt: bytes | memoryview, off: int = 0) -> int:
+    """The 4-bit continuity counter, used to detect lost packets on a PID."""
     return pkt[off + 3] & 0x0F
 
 
 def has_payload(pkt: bytes | memoryview, off: int = 0) -> bool:
+    """Whether the packet carries payload bytes (adaptation_field_control payload bit)."""
     return bool(pkt[off + 3] & 0x10)
 
 
@@ -46,10 +50,12 @@ def adaptation_length(pkt: bytes | memoryview, off: int = 0) -> int:
 
 
 def random_access_indicator(pkt: bytes | memoryview, off: int = 0) -> bool:
+    """random_access_indicator: the next PES on this PID starts at a random-access point."""
     return bool(pkt[off + 3] & 0x20) and pkt[off + 4] > 0 and bool(pkt[off + 5] & 0x40)
 
 
 def discontinuity_indicator(pkt: bytes | memoryview, off: int = 0) -> bool:
+    """discontinuity_indicator: the time base or continuity counter legitimately jumps at this packet."""
     return bool(pkt[off + 3] & 0x20) and pkt[off + 4] > 0 and bool(pkt[off + 5] & 0x80)
 
 
@@ -95,6 +101,7 @@ class PacketFramer:
     total_skipped: int = 0
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Framed]:
+        """Buffer ``data``; return the runs of aligned packets now complete."""
         self._buf += data
         return self._drain(final=False)
 
