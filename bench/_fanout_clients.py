@@ -116,7 +116,8 @@ async def _start(
         holders.append(client)
         track = await _subscribe(client, broadcast, timeout_s)
     except (RuntimeError, TimeoutError, moq.Error) as exc:
-        rec.error = f"setup: {describe_moq_error(exc) if isinstance(exc, moq.Error) else exc or 'timeout'}"
+        why = describe_moq_error(exc) if isinstance(exc, moq.Error) else str(exc) or type(exc).__name__
+        rec.error = f"setup: {why}"
         return rec, None
     rec.subscribed = True
     return rec, asyncio.create_task(_read(track, rec), name=f"read-{name}")
@@ -135,7 +136,7 @@ def _judge(rec: Client, expected: dict[int, int], ref_at: dict[int, float]) -> d
     lags = [first[s][1] - ref_at[s] for s in good]
     return {
         "got": len(good),
-        "whole": len(good) == len(expected) and in_order,
+        "whole": bool(expected) and len(good) == len(expected) and in_order,
         "in_order": in_order,
         "lag_max_s": round(max(lags), 3) if lags else None,
         "lags": lags,
@@ -157,19 +158,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if ref_task is None:
         raise SystemExit(f"reference client failed: {ref.error}")
     readers.append(ref_task)
-    clients: list[Client] = []
+    clients = [Client(f"c{i}") for i in range(args.k)]
+    setups: list[asyncio.Task[tuple[Client, asyncio.Task[None] | None]]] = []
     try:
+        # batches start CONNECT_BATCH apart in time, not one after the other's end: a relay that
+        # stalls some handshakes must not push the window past the end of the media
+        deadline = t_setup + args.setup_timeout
         for base in range(0, args.k, CONNECT_BATCH):
-            batch = await asyncio.gather(
-                *(
-                    _start(f"c{i}", args.relay, args.broadcast, args.timeout, holders)
-                    for i in range(base, min(args.k, base + CONNECT_BATCH))
-                )
-            )
-            for rec, task in batch:
-                clients.append(rec)
-                if task is not None:
-                    readers.append(task)
+            for i in range(base, min(args.k, base + CONNECT_BATCH)):
+                setups.append(asyncio.create_task(
+                    _start(f"c{i}", args.relay, args.broadcast, args.timeout, holders), name=f"setup-c{i}"
+                ))  # fmt: skip
+            await asyncio.wait(setups[base:], timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+        await asyncio.wait(setups, timeout=max(0.0, deadline - time.monotonic()))
+        for i, setup in enumerate(setups):
+            if setup.done() and not setup.cancelled():
+                clients[i], reader = setup.result()
+                if reader is not None:
+                    readers.append(reader)
+            else:
+                setup.cancel()
+                clients[i].error = f"setup: not subscribed within {args.setup_timeout:g} s"
         setup_s = time.monotonic() - t_setup
         emit({"event": "ready", "subscribed": sum(c.subscribed for c in clients), "k": args.k,
               "setup_s": round(setup_s, 2)})  # fmt: skip
@@ -235,7 +244,9 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=30.0, help="measured window")
     p.add_argument("--warmup", type=float, default=3.0, help="after all are subscribed, before the window")
     p.add_argument("--grace", type=float, default=6.0, help="after the window, for its last groups to arrive")
-    p.add_argument("--timeout", type=float, default=30.0, help="connect / announce timeout per client")
+    p.add_argument("--timeout", type=float, default=15.0, help="connect / announce timeout per client")
+    p.add_argument("--setup-timeout", type=float, default=25.0,
+                   help="all K must be subscribed by then; the rest count as failed (default %(default)g)")
     emit(asyncio.run(run(p.parse_args())))
 
 

@@ -49,6 +49,7 @@ STARTUP_TIMEOUT_S = 60.0
 
 # --------------------------------------------------------------------------- pure analysis
 
+
 def percentile(values: list[float], p: float) -> float | None:
     """Nearest-rank percentile (None for no values)."""
     if not values:
@@ -83,9 +84,17 @@ def analyze_events(events: list[dict[str, Any]], chunk_ms: int = CHUNK_MS) -> di
             continue
         gap = next(((a, b) for a, b in gaps if a == p + 1 and b == c - 1), None)
         timeline_change = p // stride != c // stride
-        kind = "loss" if gap is not None and not timeline_change else (
-            "timeline" if timeline_change and gap is None else
-            "gap_across_timeline" if timeline_change else "known_absent")
+        kind = (
+            "loss"
+            if gap is not None and not timeline_change
+            else (
+                "timeline"
+                if timeline_change and gap is None
+                else "gap_across_timeline"
+                if timeline_change
+                else "known_absent"
+            )
+        )
         jumps.append({"from": p, "to": c, "kind": kind})
     rejected = [e for e in events if e.get("event") == "rejected"]
     by_reason: dict[str, int] = {}
@@ -111,13 +120,19 @@ def analyze_events(events: list[dict[str, Any]], chunk_ms: int = CHUNK_MS) -> di
         "rejected_by_reason": by_reason,
         "track_gaps": [e for e in events if e.get("event") == "gap"],
         # chunk indices the node core gave up on; at a media loop it is the index jump
-        "track_gaps_within_timeline": [e for e in events if e.get("event") == "gap"
-                                       and _same_timeline(e["chunks"], stride)],
-        "peer_events": [e for e in events if str(e.get("event", "")).startswith("peer_")
-                        and e.get("event") != "peer_connected"],
+        "track_gaps_within_timeline": [
+            e for e in events if e.get("event") == "gap" and _same_timeline(e["chunks"], stride)
+        ],
+        "peer_events": [
+            e for e in events if str(e.get("event", "")).startswith("peer_") and e.get("event") != "peer_connected"
+        ],
         "event_counts": counts,
-        "latency_ms": {"p50": percentile(lat, 50), "p99": percentile(lat, 99), "max": max(lat) if lat else None,
-                       "n": len(lat)},
+        "latency_ms": {
+            "p50": percentile(lat, 50),
+            "p99": percentile(lat, 99),
+            "max": max(lat) if lat else None,
+            "n": len(lat),
+        },
         "bytes": sum(int(s["bytes"]) for s in segs),
         "media_s": sum(int(s["duration_ms"]) for s in segs) / 1000,
         "end": end,
@@ -132,8 +147,16 @@ def summarize_rss(samples: list[tuple[float, float | None]], warmup_s: float, un
     """
     alive = [(t, m) for t, m in samples if m is not None]
     if not alive:
-        return {"first": None, "warm": None, "mid": None, "end": None, "max": None, "growth": None,
-                "growth_second_half": None, "slope_mb_per_h": None}
+        return {
+            "first": None,
+            "warm": None,
+            "mid": None,
+            "end": None,
+            "max": None,
+            "growth": None,
+            "growth_second_half": None,
+            "slope_mb_per_h": None,
+        }
     steady = [(t, m) for t, m in alive if t <= until_s] or alive
     warm = next(((t, m) for t, m in steady if t >= warmup_s), steady[0])
     end = steady[-1]
@@ -148,10 +171,14 @@ def summarize_rss(samples: list[tuple[float, float | None]], warmup_s: float, un
         if den > 0:
             slope = round(sum((t - mt) * (m - mm) for t, m in tail) / den * 3600, 1)
     return {
-        "first": alive[0][1], "first_at_s": round(alive[0][0], 1),
-        "warm": warm[1], "warm_at_s": round(warm[0], 1),
-        "end": end[1], "end_at_s": round(end[0], 1),
-        "mid": mid[1], "mid_at_s": round(mid[0], 1),
+        "first": alive[0][1],
+        "first_at_s": round(alive[0][0], 1),
+        "warm": warm[1],
+        "warm_at_s": round(warm[0], 1),
+        "end": end[1],
+        "end_at_s": round(end[0], 1),
+        "mid": mid[1],
+        "mid_at_s": round(mid[0], 1),
         "max": max(m for _, m in alive),
         "growth": round(end[1] - warm[1], 1),
         # bounded caches fill for minutes (a 256 MB group cache at ~1.8 MB/s: ~2.5 min), so
@@ -162,6 +189,7 @@ def summarize_rss(samples: list[tuple[float, float | None]], warmup_s: float, un
 
 
 # --------------------------------------------------------------------------- processes
+
 
 def read_rss_mb(pid: int) -> float | None:
     """VmRSS of a live process in MB (10^6 bytes); None once it is gone."""
@@ -191,7 +219,10 @@ class Proc:
         self._tee = (self.out / f"{self.name}.stdout").open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ec_node", "-v", *self.args],
-            cwd=self.out, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._err,
+            cwd=self.out,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
         )
         threading.Thread(target=self._read, daemon=True).start()
@@ -223,8 +254,10 @@ class Proc:
         except queue.Empty:
             obj = None
         if obj is None:
-            raise RuntimeError(f"{self.name} did not start (exit {self.proc.poll()}); see {self.name}.stderr:\n"
-                               + self.stderr()[-2000:])
+            raise RuntimeError(
+                f"{self.name} did not start (exit {self.proc.poll()}); see {self.name}.stderr:\n"
+                + self.stderr()[-2000:]
+            )
         return obj
 
     def drain(self) -> list[dict[str, Any]]:
@@ -259,8 +292,16 @@ def _last_status_line(text: str) -> str | None:
 
 # --------------------------------------------------------------------------- the run
 
-def run(minutes: float, out: Path, warmup_s: float, sample_s: float, margin_s: float,
-        media: Path | None, cache_mb: int | None) -> dict[str, Any]:
+
+def run(
+    minutes: float,
+    out: Path,
+    warmup_s: float,
+    sample_s: float,
+    margin_s: float,
+    media: Path | None,
+    cache_mb: int | None,
+) -> dict[str, Any]:
     from ec_node.devkit.media_cache import cached_media
     from ec_node.devkit.synth import preset_options
 
@@ -282,20 +323,62 @@ def run(minutes: float, out: Path, warmup_s: float, sample_s: float, margin_s: f
         emu = start("emulator", "hdhr-emulator", "--media", str(media), "--tuners", "3")
         src = f"hdhr://127.0.0.1:{emu['http_port']}/7.1"
         dur = ["--duration", str(duration_s), "--linger-ms", "30000"]
-        lead = start("leader", "moq-publish", "--input", src, *dur, "--publish-manifests",
-                     "--publish-chunks=false", "--signing-key", str(out / "leader.key"), *cache)
+        lead = start(
+            "leader",
+            "moq-publish",
+            "--input",
+            src,
+            *dur,
+            "--publish-manifests",
+            "--publish-chunks=false",
+            "--signing-key",
+            str(out / "leader.key"),
+            *cache,
+        )
         pub = start("publisher", "moq-publish", "--input", src, *dur, *cache)
         if pub["broadcast"] != lead["broadcast"]:
-            raise RuntimeError(f"leader and publisher disagree on the broadcast: {lead['broadcast']} "
-                               f"vs {pub['broadcast']}")
+            raise RuntimeError(
+                f"leader and publisher disagree on the broadcast: {lead['broadcast']} vs {pub['broadcast']}"
+            )
         b = lead["broadcast"]
-        relay = start("relay", "relay", "--remote", addr(pub), "--remote-manifests", addr(lead),
-                      "--require-manifest", "--trust-signer", lead["signer_id"], "--broadcast", b, *cache)
-        sub = Proc("subscriber", [
-            "moq-subscribe", "--remote", addr(relay), "--remote", addr(pub), "--remote-manifests", addr(lead),
-            "--broadcast", b, "--subscribe-manifests", "--require-manifest", "--trust-signer", lead["signer_id"],
-            "--hls-window", "30", "--output-dir", str(out / "hls"), "--json",
-        ], out)
+        relay = start(
+            "relay",
+            "relay",
+            "--remote",
+            addr(pub),
+            "--remote-manifests",
+            addr(lead),
+            "--require-manifest",
+            "--trust-signer",
+            lead["signer_id"],
+            "--broadcast",
+            b,
+            *cache,
+        )
+        sub = Proc(
+            "subscriber",
+            [
+                "moq-subscribe",
+                "--remote",
+                addr(relay),
+                "--remote",
+                addr(pub),
+                "--remote-manifests",
+                addr(lead),
+                "--broadcast",
+                b,
+                "--subscribe-manifests",
+                "--require-manifest",
+                "--trust-signer",
+                lead["signer_id"],
+                "--hls-window",
+                "30",
+                "--output-dir",
+                str(out / "hls"),
+                "--json",
+            ],
+            out,
+        )
         procs.append(sub)
         events.append(sub.startup())  # "subscribed": its imports are done, its links starting
         t0 = time.monotonic()  # the soak clock starts with the subscriber
@@ -343,7 +426,8 @@ def run(minutes: float, out: Path, warmup_s: float, sample_s: float, margin_s: f
     relay_err = (out / "relay.stderr").read_text(errors="replace")
     steady = {n: v for n, v in processes.items() if n != "emulator"}
     rss_ok = all(
-        v["rss_mb"]["max"] is not None and v["rss_mb"]["max"] < RSS_TARGET_MB
+        v["rss_mb"]["max"] is not None
+        and v["rss_mb"]["max"] < RSS_TARGET_MB
         and v["rss_mb"]["growth_second_half"] is not None
         and v["rss_mb"]["growth_second_half"] <= FLAT_TOLERANCE_MB
         for v in steady.values()
@@ -361,8 +445,9 @@ def run(minutes: float, out: Path, warmup_s: float, sample_s: float, margin_s: f
         "subscriber": sub_report,
         "relay": {
             "last_status": _last_status_line(relay_err),
-            "invalid_objects_logged": sum(1 for ln in relay_err.splitlines()
-                                          if " rejected {" in ln and '"peer_fault":true' in ln),
+            "invalid_objects_logged": sum(
+                1 for ln in relay_err.splitlines() if " rejected {" in ln and '"peer_fault":true' in ln
+            ),
             "warnings": sum(1 for ln in relay_err.splitlines() if " WARNING " in ln or "WARNING:" in ln),
         },
         "processes": processes,
@@ -392,7 +477,8 @@ def render(r: dict[str, Any]) -> str:
         f"lost segments:     {s['lost_segments']} (gaps: {s['gaps'] or 'none'}; "
         f"gaps spanning a timeline change: {s['gaps_spanning_timeline'] or 'none'})",
         f"discontinuities:   {s['discontinuities']} (index jumps: "
-        + (", ".join(f"{j['from']}->{j['to']} {j['kind']}" for j in s["index_jumps"]) or "none") + ")",
+        + (", ".join(f"{j['from']}->{j['to']} {j['kind']}" for j in s["index_jumps"]) or "none")
+        + ")",
         f"rejected:          {s['rejected']} {s['rejected_by_reason'] or ''}",
         f"peer events:       {len(s['peer_events'])} {[e['event'] for e in s['peer_events']] or ''}",
         f"track gaps:        {len(s['track_gaps'])} ({len(s['track_gaps_within_timeline'])} within a timeline; "
@@ -405,16 +491,20 @@ def render(r: dict[str, Any]) -> str:
     ]
     for name, p in r["processes"].items():
         m = p["rss_mb"]
-        lines.append(f"  {name:<11} {m['first']} @{m.get('first_at_s')}s / {m['warm']} @{m.get('warm_at_s')}s / "
-                     f"{m['mid']} @{m.get('mid_at_s')}s / {m['end']} @{m.get('end_at_s')}s / {m['max']}; "
-                     f"{m['growth']:+}, {m['growth_second_half']:+}; {m['slope_mb_per_h']}  (exit {p['exit_code']})")
+        lines.append(
+            f"  {name:<11} {m['first']} @{m.get('first_at_s')}s / {m['warm']} @{m.get('warm_at_s')}s / "
+            f"{m['mid']} @{m.get('mid_at_s')}s / {m['end']} @{m.get('end_at_s')}s / {m['max']}; "
+            f"{m['growth']:+}, {m['growth_second_half']:+}; {m['slope_mb_per_h']}  (exit {p['exit_code']})"
+        )
     v = r["verdict"]
-    lines.append(f"verdict: mesh healthy (clean exits, >= 90 % of {r['expected_segments']} segments) "
-                 f"{'PASS' if v['mesh_healthy'] else 'FAIL'}; lost=0 "
-                 f"{'PASS' if v['lost_segments_zero'] and v['no_unexplained_jumps'] else 'FAIL'}; "
-                 f"RSS flat (<= {FLAT_TOLERANCE_MB:g} MB growth over the second half) and < {RSS_TARGET_MB:g} MB "
-                 "per mesh process (the emulator is the harness, not judged) "
-                 f"{'PASS' if v['rss_flat_and_under_target'] else 'FAIL'}")
+    lines.append(
+        f"verdict: mesh healthy (clean exits, >= 90 % of {r['expected_segments']} segments) "
+        f"{'PASS' if v['mesh_healthy'] else 'FAIL'}; lost=0 "
+        f"{'PASS' if v['lost_segments_zero'] and v['no_unexplained_jumps'] else 'FAIL'}; "
+        f"RSS flat (<= {FLAT_TOLERANCE_MB:g} MB growth over the second half) and < {RSS_TARGET_MB:g} MB "
+        "per mesh process (the emulator is the harness, not judged) "
+        f"{'PASS' if v['rss_flat_and_under_target'] else 'FAIL'}"
+    )
     return "\n".join(lines) + "\n"
 
 

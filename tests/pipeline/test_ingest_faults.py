@@ -40,8 +40,16 @@ def _clean_chunks(media: Path) -> dict[int, bytes]:
 def _publisher(emu: HdhrEmulator, cwd: Path, duration_s: float) -> Node:
     return Node(
         [
-            "moq-publish", "--input", f"hdhr://127.0.0.1:{emu.http_port}/7.1", "--duration", str(duration_s),
-            "--publish-manifests", "--signing-key", str(cwd / "leader.key"), "--linger-ms", "600000",
+            "moq-publish",
+            "--input",
+            f"hdhr://127.0.0.1:{emu.http_port}/7.1",
+            "--duration",
+            str(duration_s),
+            "--publish-manifests",
+            "--signing-key",
+            str(cwd / "leader.key"),
+            "--linger-ms",
+            "600000",
         ],
         cwd,
         "publisher",
@@ -53,9 +61,22 @@ def _subscribe(pub: Node, cwd: Path, stop_after: int) -> tuple[m3u8.M3U8, Path, 
     out = cwd / "hls"
     with Node(
         [
-            "moq-subscribe", "--remote", addr_arg(st), "--broadcast", st["broadcast"],
-            "--subscribe-manifests", "--require-manifest", "--trust-signer", st["signer_id"],
-            "--max-invalid-chunks", "0", "--stop-after", str(stop_after), "--output-dir", str(out), "--json",
+            "moq-subscribe",
+            "--remote",
+            addr_arg(st),
+            "--broadcast",
+            st["broadcast"],
+            "--subscribe-manifests",
+            "--require-manifest",
+            "--trust-signer",
+            st["signer_id"],
+            "--max-invalid-chunks",
+            "0",
+            "--stop-after",
+            str(stop_after),
+            "--output-dir",
+            str(out),
+            "--json",
         ],
         cwd,
         "subscriber",
@@ -121,8 +142,16 @@ def test_stream_cut_midway_reconnects_with_a_discontinuity(media_mpeg2: Path, tm
             text = _publisher_log_when(pub, r"input ended: \d+ chunks")
         streams = emu.streams_served
     assert streams == 2  # 12 s asked, 6 s per connection: exactly one reconnect
-    assert len(re.findall(r"closed the stream after [0-9.]+ MB \(eof, [0-9.]+ s of media\); reconnecting "
-                          r"\(attempt 1/\d+\)", text)) == 1, text
+    assert (
+        len(
+            re.findall(
+                r"closed the stream after [0-9.]+ MB \(eof, [0-9.]+ s of media\); reconnecting "
+                r"\(attempt 1/\d+\)",
+                text,
+            )
+        )
+        == 1
+    ), text
     assert re.search(r"reconnected \(attempt 1\)", text)
     assert re.search(r"chunk \d+ damaged in ingest \(sync or continuity loss\); dropped", text)
     idx = _indices(pl)

@@ -28,17 +28,32 @@ def _chunks(path: Path) -> dict[int, bytes]:
 
 
 def _pub(media: Path, cwd: Path, name: str, *extra: str) -> Node:
-    return Node(["moq-publish", "--input", str(media), "--chunk-ms", CHUNK_MS, "--linger-ms", "600000", *extra],
-                cwd, name)
+    return Node(
+        ["moq-publish", "--input", str(media), "--chunk-ms", CHUNK_MS, "--linger-ms", "600000", *extra], cwd, name
+    )
 
 
 def _sub_args(objects: list[dict], leader: dict, out: Path, *extra: str) -> list[str]:
     args = ["moq-subscribe"]
     for o in objects:
         args += ["--remote", addr_arg(o)]
-    return [*args, "--remote-manifests", addr_arg(leader), "--broadcast", leader["broadcast"],
-            "--subscribe-manifests", "--require-manifest", "--trust-signer", leader["signer_id"],
-            "--chunk-ms", CHUNK_MS, "--output-dir", str(out), "--json", *extra]
+    return [
+        *args,
+        "--remote-manifests",
+        addr_arg(leader),
+        "--broadcast",
+        leader["broadcast"],
+        "--subscribe-manifests",
+        "--require-manifest",
+        "--trust-signer",
+        leader["signer_id"],
+        "--chunk-ms",
+        CHUNK_MS,
+        "--output-dir",
+        str(out),
+        "--json",
+        *extra,
+    ]
 
 
 def _wait_segments(sub: Node, n: int) -> list[dict]:
@@ -75,8 +90,11 @@ def test_kill_one_of_two_relays_mid_stream(media_mpeg2: Path, tmp_path: Path) ->
     ):
         sa, s1, s2 = a.startup(), b1.startup(), b2.startup()
         out = tmp_path / "hls"
-        with Node(_sub_args([s1, s2], sa, out, "--max-invalid-chunks", "0", "--stop-after", str(stop_after)),
-                  tmp_path, "subscriber") as s:
+        with Node(
+            _sub_args([s1, s2], sa, out, "--max-invalid-chunks", "0", "--stop-after", str(stop_after)),
+            tmp_path,
+            "subscriber",
+        ) as s:
             _wait_segments(s, 2)
             b1.proc.kill()  # SIGKILL: no goodbye, QUIC only notices after ~13 s
             b1.proc.wait()
@@ -113,15 +131,26 @@ def test_honest_and_junk_relay(media_mpeg2: Path, tmp_path: Path) -> None:
     # copy can make them duplicates), so it passes --max-peer-rejections 1 and is dropped
     assert len(rejected) >= 2 and all(e["peer"].endswith("@" + hostile) for e in rejected)
     assert [d["peer"] for d in events if d["event"] == "peer_dropped"] == [rejected[0]["peer"]]
-    assert not [e for e in events if e["event"] == "rejected" and events.index(e) > events.index(
-        next(d for d in events if d["event"] == "peer_dropped"))], "objects of a dropped peer were still judged"
+    assert not [
+        e
+        for e in events
+        if e["event"] == "rejected"
+        and events.index(e) > events.index(next(d for d in events if d["event"] == "peer_dropped"))
+    ], "objects of a dropped peer were still judged"
 
 
 def test_leader_killed_and_restarted(media_mpeg2: Path, tmp_path: Path) -> None:
     chunks = _chunks(media_mpeg2)
     identity, key = tmp_path / "leader-id", tmp_path / "leader.key"
-    leader_args = ["--realtime", "--publish-manifests", "--publish-chunks=false", "--identity", str(identity),
-                   "--signing-key", str(key)]
+    leader_args = [
+        "--realtime",
+        "--publish-manifests",
+        "--publish-chunks=false",
+        "--identity",
+        str(identity),
+        "--signing-key",
+        str(key),
+    ]
     with (
         _pub(media_mpeg2, tmp_path, "leader", *leader_args) as a,
         _pub(media_mpeg2, tmp_path, "relay", "--realtime") as b,
@@ -129,8 +158,9 @@ def test_leader_killed_and_restarted(media_mpeg2: Path, tmp_path: Path) -> None:
         sa, sb = a.startup(), b.startup()
         listen = sa["endpoint_addr"]["addrs"][0]
         out = tmp_path / "hls"
-        with Node(_sub_args([sb], sa, out, "--stop-after", "8", "--manifest-timeout", "60"),
-                  tmp_path, "subscriber") as s:
+        with Node(
+            _sub_args([sb], sa, out, "--stop-after", "8", "--manifest-timeout", "60"), tmp_path, "subscriber"
+        ) as s:
             _wait_segments(s, 2)
             a.proc.kill()
             a.proc.wait()
@@ -178,8 +208,9 @@ def test_peer_sending_oversized_objects(media_mpeg2: Path, tmp_path: Path, attac
         with Node([], tmp_path, "hostile", argv=argv) as h:
             sh = h.startup()
             out = tmp_path / "hls"
-            with Node(_sub_args([sh], sa, out, "--max-frame-mb", "1", "--max-peer-rejections", "100"),
-                      tmp_path, "subscriber") as s:
+            with Node(
+                _sub_args([sh], sa, out, "--max-frame-mb", "1", "--max-peer-rejections", "100"), tmp_path, "subscriber"
+            ) as s:
                 rc = s.wait()
                 events = s.events()
     assert rc == 0, s.stderr()

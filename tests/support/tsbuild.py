@@ -28,8 +28,10 @@ def pat(cc: int = 0, tsid: int = 0x801) -> bytes:
 
 
 def pmt(cc: int = 0, stream_type: int = 0x02) -> bytes:
-    body = struct.pack(">HH", 0xE000 | VIDEO_PID, 0xF000) + bytes([stream_type]) + struct.pack(
-        ">HH", 0xE000 | VIDEO_PID, 0xF000
+    body = (
+        struct.pack(">HH", 0xE000 | VIDEO_PID, 0xF000)
+        + bytes([stream_type])
+        + struct.pack(">HH", 0xE000 | VIDEO_PID, 0xF000)
     )
     return _psi_packet(PMT_PID, _section(0x02, 1, body), cc)
 

@@ -103,9 +103,7 @@ def _reads(data: bytes, sizes: list[int]) -> list[bytes]:
 
 def _video_pes_count(chunk: Chunk, video_pid: int) -> int:
     d = chunk.data
-    return sum(
-        1 for off in range(0, len(d), PACKET_SIZE) if pid_of(d, off) == video_pid and pusi(d, off)
-    )
+    return sum(1 for off in range(0, len(d), PACKET_SIZE) if pid_of(d, off) == video_pid and pusi(d, off))
 
 
 @pytest.fixture(scope="module")

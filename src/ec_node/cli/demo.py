@@ -11,8 +11,14 @@ from ec_node.devkit.demo import DemoConfig, run_demo
 
 
 @click.command("demo")
-@click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("ec-demo"), show_default=True,
-              help="Where media, capture, keys, logs and HLS output go.")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    default=Path("ec-demo"),
+    show_default=True,
+    help="Where media, capture, keys, logs and HLS output go.",
+)
 @click.option("--seconds", type=click.IntRange(6, 600), default=24, show_default=True, help="Capture length.")
 @click.option("--size", default="720p", show_default=True, help="Media size: 1080i, 720p, small or WxH.")
 @click.option("--codec", type=click.Choice(["mpeg2", "h264"]), default="mpeg2", show_default=True)
@@ -24,8 +30,9 @@ def demo(directory: Path, seconds: int, size: str, codec: str, stop_after: int |
     Tuner emulator -> capture -> leader (manifests) + relay (objects) -> verifying subscriber -> HLS.
     Needs no network beyond 127.0.0.1.
     """
-    cfg = DemoConfig(directory=directory, seconds=seconds, size=size, codec=codec, stop_after=stop_after,
-                     realtime=not fast)
+    cfg = DemoConfig(
+        directory=directory, seconds=seconds, size=size, codec=codec, stop_after=stop_after, realtime=not fast
+    )
     sys.exit(run_demo(cfg))
 
 

@@ -16,36 +16,78 @@ from ec_node.pipeline.subscribe import SubscribeConfig, run_subscribe
 from ec_node.ts.chunker import DEFAULT_CHUNK_MS
 
 
-@documents_exits(ExitCode.OK, ExitCode.USAGE, ExitCode.BAD_INPUT, ExitCode.UNREACHABLE, ExitCode.TUNER_BUSY,
-                 ExitCode.CONFIG, ExitCode.OUTPUT)
+@documents_exits(
+    ExitCode.OK,
+    ExitCode.USAGE,
+    ExitCode.BAD_INPUT,
+    ExitCode.UNREACHABLE,
+    ExitCode.TUNER_BUSY,
+    ExitCode.CONFIG,
+    ExitCode.OUTPUT,
+)
 @click.command("moq-publish")
-@click.option("--input", "input_", required=True, metavar="SRC",
-              help="TS file, - (stdin), http(s):// TS URL, or hdhr://HOST[:PORT]/<GuideNumber>.")
+@click.option(
+    "--input",
+    "input_",
+    required=True,
+    metavar="SRC",
+    help="TS file, - (stdin), http(s):// TS URL, or hdhr://HOST[:PORT]/<GuideNumber>.",
+)
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop ingest after S seconds.")
 @click.option("--realtime", is_flag=True, help="Pace a file by its PCR instead of reading it as fast as possible.")
 @click.option("--listen", default="127.0.0.1:0", show_default=True, metavar="HOST:PORT")
-@click.option("--identity", "identity_dir", type=click.Path(path_type=Path),
-              help="Directory keeping this node's TLS identity (node id) across restarts.")
+@click.option(
+    "--identity",
+    "identity_dir",
+    type=click.Path(path_type=Path),
+    help="Directory keeping this node's TLS identity (node id) across restarts.",
+)
 @click.option("--stream-id", help="Explicit stream id (default: derived from the stream or source).")
 @click.option("--broadcast", help="MoQ broadcast name (default: the stream id).")
 @click.option("--network-secret", metavar="HEX", help="Private-swarm secret mixed into the stream key.")
 @click.option("--signing-key", type=click.Path(path_type=Path), help="Ed25519 key file (made if missing).")
 @click.option("--publish-manifests", is_flag=True, help="Sign and publish per-epoch manifests (leader).")
-@click.option("--publish-chunks", type=click.BOOL, default=True, show_default=True, metavar="true|false",
-              help="Publish chunk objects; false makes a manifests-only leader.")
+@click.option(
+    "--publish-chunks",
+    type=click.BOOL,
+    default=True,
+    show_default=True,
+    metavar="true|false",
+    help="Publish chunk objects; false makes a manifests-only leader.",
+)
 @click.option("--epoch-chunks", type=click.IntRange(1, 8192), default=1, show_default=True)
 @click.option("--chunk-ms", type=CHUNK_MS, default=DEFAULT_CHUNK_MS, show_default=True)
 @click.option("--startup-delay-ms", type=click.IntRange(0), default=0, help="Test helper: delay ingest.")
 @click.option("--addr-file", type=click.Path(path_type=Path), help="Also write the startup JSON here.")
 @click.option("--linger-ms", type=click.IntRange(0), default=0, help="Keep serving after the input ends.")
-@click.option("--cache-mb", type=click.IntRange(1), default=64, show_default=True,
-              help="Bound of the group cache served to peers (history for late joiners).")
+@click.option(
+    "--cache-mb",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Bound of the group cache served to peers (history for late joiners).",
+)
 @click.option("--json", "json_", is_flag=True, help="A JSON 'published' event per chunk on stdout.")
-def moq_publish(input_: str, duration: float | None, realtime: bool, listen: str, identity_dir: Path | None,
-                stream_id: str | None, broadcast: str | None, network_secret: str | None,
-                signing_key: Path | None, publish_manifests: bool, publish_chunks: bool, epoch_chunks: int,
-                chunk_ms: int, startup_delay_ms: int, addr_file: Path | None, linger_ms: int,
-                cache_mb: int, json_: bool) -> None:
+def moq_publish(
+    input_: str,
+    duration: float | None,
+    realtime: bool,
+    listen: str,
+    identity_dir: Path | None,
+    stream_id: str | None,
+    broadcast: str | None,
+    network_secret: str | None,
+    signing_key: Path | None,
+    publish_manifests: bool,
+    publish_chunks: bool,
+    epoch_chunks: int,
+    chunk_ms: int,
+    startup_delay_ms: int,
+    addr_file: Path | None,
+    linger_ms: int,
+    cache_mb: int,
+    json_: bool,
+) -> None:
     """Publish a stream over MoQ: chunk objects, signed manifests, or both.
 
     Prints one JSON line first: {"endpoint_addr", "broadcast", "stream_id", "tracks", "signer_id"};
@@ -53,31 +95,70 @@ def moq_publish(input_: str, duration: float | None, realtime: bool, listen: str
     per chunk.
     """
     cfg = PublishConfig(
-        input=input_, duration_s=duration, realtime=realtime, listen=listen, identity_dir=identity_dir,
-        stream_id=stream_id, broadcast=broadcast, network_secret=network_secret, signing_key=signing_key,
-        publish_manifests=publish_manifests, publish_chunks=publish_chunks, epoch_chunks=epoch_chunks,
-        chunk_ms=chunk_ms, startup_delay_ms=startup_delay_ms, addr_file=addr_file, linger_ms=linger_ms,
-        cache_mb=cache_mb, json=json_,
+        input=input_,
+        duration_s=duration,
+        realtime=realtime,
+        listen=listen,
+        identity_dir=identity_dir,
+        stream_id=stream_id,
+        broadcast=broadcast,
+        network_secret=network_secret,
+        signing_key=signing_key,
+        publish_manifests=publish_manifests,
+        publish_chunks=publish_chunks,
+        epoch_chunks=epoch_chunks,
+        chunk_ms=chunk_ms,
+        startup_delay_ms=startup_delay_ms,
+        addr_file=addr_file,
+        linger_ms=linger_ms,
+        cache_mb=cache_mb,
+        json=json_,
     )
     asyncio.run(run_publish(cfg))
 
 
-@documents_exits(ExitCode.OK, ExitCode.USAGE, ExitCode.UNREACHABLE, ExitCode.OUTPUT, ExitCode.INTEGRITY,
-                 ExitCode.ENDED_EARLY, ExitCode.MANIFEST_TIMEOUT)
+@documents_exits(
+    ExitCode.OK,
+    ExitCode.USAGE,
+    ExitCode.UNREACHABLE,
+    ExitCode.OUTPUT,
+    ExitCode.INTEGRITY,
+    ExitCode.ENDED_EARLY,
+    ExitCode.MANIFEST_TIMEOUT,
+)
 @click.command("moq-subscribe")
-@pull_options("Objects peer (repeatable): EndpointAddr JSON, @FILE, or moql:// / moqt:// / https:// URL.",
-              "Manifests peer (default: the first objects peer).")
+@pull_options(
+    "Objects peer (repeatable): EndpointAddr JSON, @FILE, or moql:// / moqt:// / https:// URL.",
+    "Manifests peer (default: the first objects peer).",
+)
 @click.option("--broadcast", required=True, help="MoQ broadcast name.")
 @click.option("--subscribe-manifests", is_flag=True, help="Subscribe to the manifests track.")
-@click.option("--max-invalid-chunks", type=click.IntRange(0), default=None,
-              help=f"Exit {ExitCode.INTEGRITY:d} once more than N objects are rejected (default: unlimited).")
-@click.option("--stop-after", type=click.IntRange(1), default=None,
-              help=f"Exit {ExitCode.OK:d} once N segments are written.")
+@click.option(
+    "--max-invalid-chunks",
+    type=click.IntRange(0),
+    default=None,
+    help=f"Exit {ExitCode.INTEGRITY:d} once more than N objects are rejected (default: unlimited).",
+)
+@click.option(
+    "--stop-after", type=click.IntRange(1), default=None, help=f"Exit {ExitCode.OK:d} once N segments are written."
+)
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("hls"), show_default=True)
-@click.option("--hls-window", type=click.IntRange(0), default=0, show_default=True,
-              help="Segments kept in the playlist (0 = all).")
-def moq_subscribe(broadcast: str, subscribe_manifests: bool, max_invalid_chunks: int | None,
-                  stop_after: int | None, output_dir: Path, hls_window: int, **kw: Any) -> None:
+@click.option(
+    "--hls-window",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Segments kept in the playlist (0 = all).",
+)
+def moq_subscribe(
+    broadcast: str,
+    subscribe_manifests: bool,
+    max_invalid_chunks: int | None,
+    stop_after: int | None,
+    output_dir: Path,
+    hls_window: int,
+    **kw: Any,
+) -> None:
     """Subscribe to a stream and write verified HLS (index.m3u8 + segment_NNNNNN.ts).
 
     --remote may be repeated: every objects peer is pulled at once, the first verifiable copy of each
@@ -85,8 +166,13 @@ def moq_subscribe(broadcast: str, subscribe_manifests: bool, max_invalid_chunks:
     It is done (ok) once --stop-after segments are written or, without --stop-after, the stream ends.
     """
     cfg = SubscribeConfig(
-        broadcast=broadcast, subscribe_manifests=subscribe_manifests, max_invalid=max_invalid_chunks,
-        stop_after=stop_after, output_dir=output_dir, hls_window=hls_window, **pull_config(kw),
+        broadcast=broadcast,
+        subscribe_manifests=subscribe_manifests,
+        max_invalid=max_invalid_chunks,
+        stop_after=stop_after,
+        output_dir=output_dir,
+        hls_window=hls_window,
+        **pull_config(kw),
     )
     asyncio.run(run_subscribe(cfg))
 

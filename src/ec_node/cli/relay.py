@@ -16,23 +16,56 @@ from ec_node.pipeline.relay import RelayConfig, run_relay
 
 @documents_exits(ExitCode.OK, ExitCode.USAGE, ExitCode.UNREACHABLE, ExitCode.CONFIG, ExitCode.OUTPUT)
 @click.command("relay")
-@pull_options("Objects upstream (repeatable): EndpointAddr JSON, @FILE, or moql:// / moqt:// / https:// URL.",
-              "Manifests upstream (default: the first --remote).")
+@pull_options(
+    "Objects upstream (repeatable): EndpointAddr JSON, @FILE, or moql:// / moqt:// / https:// URL.",
+    "Manifests upstream (default: the first --remote).",
+)
 @click.option("--listen", default="127.0.0.1:0", show_default=True, metavar="HOST:PORT")
 @click.option("--broadcast", help="MoQ broadcast name (default: read from an --remote @PATH startup file).")
-@click.option("--keyless", is_flag=True,
-              help="Without the network secret: check manifests and object metadata only, not ciphertext.")
-@click.option("--identity", "identity_dir", type=click.Path(path_type=Path),
-              help="Directory keeping this node's TLS identity (node id) across restarts.")
-@click.option("--cache-mb", type=click.IntRange(1), default=64, show_default=True,
-              help="Bound of the group cache served to peers (history for late joiners).")
+@click.option(
+    "--keyless",
+    is_flag=True,
+    help="Without the network secret: check manifests and object metadata only, not ciphertext.",
+)
+@click.option(
+    "--identity",
+    "identity_dir",
+    type=click.Path(path_type=Path),
+    help="Directory keeping this node's TLS identity (node id) across restarts.",
+)
+@click.option(
+    "--cache-mb",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Bound of the group cache served to peers (history for late joiners).",
+)
 @click.option("--addr-file", type=click.Path(path_type=Path), help="Also write the startup JSON here.")
-@click.option("--max-subscribers", type=click.IntRange(1), default=64, show_default=True,
-              help="Downstream sessions held at once; more are refused (event subscriber_refused).")
-@click.option("--max-lag-mb", type=click.IntRange(1), default=32, show_default=True,
-              help="A downstream session this far behind is shed (event subscriber_shed).")
-def relay(listen: str, broadcast: str | None, keyless: bool, identity_dir: Path | None, cache_mb: int,
-          addr_file: Path | None, max_subscribers: int, max_lag_mb: int, **kw: Any) -> None:
+@click.option(
+    "--max-subscribers",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Downstream sessions held at once; more are refused (event subscriber_refused).",
+)
+@click.option(
+    "--max-lag-mb",
+    type=click.IntRange(1),
+    default=32,
+    show_default=True,
+    help="A downstream session this far behind is shed (event subscriber_shed).",
+)
+def relay(
+    listen: str,
+    broadcast: str | None,
+    keyless: bool,
+    identity_dir: Path | None,
+    cache_mb: int,
+    addr_file: Path | None,
+    max_subscribers: int,
+    max_lag_mb: int,
+    **kw: Any,
+) -> None:
     """Re-serve a broadcast's chunks and manifests from upstream peers to any number of subscribers.
 
     Prints one JSON line first, like moq-publish: {"endpoint_addr", "broadcast", "stream_id",
@@ -41,8 +74,15 @@ def relay(listen: str, broadcast: str | None, keyless: bool, identity_dir: Path 
     after the upstream ends; unreachable once every upstream is lost.
     """
     cfg = RelayConfig(
-        listen=listen, broadcast=broadcast, keyless=keyless, identity_dir=identity_dir, cache_mb=cache_mb,
-        addr_file=addr_file, max_subscribers=max_subscribers, max_lag_mb=max_lag_mb, **pull_config(kw),
+        listen=listen,
+        broadcast=broadcast,
+        keyless=keyless,
+        identity_dir=identity_dir,
+        cache_mb=cache_mb,
+        addr_file=addr_file,
+        max_subscribers=max_subscribers,
+        max_lag_mb=max_lag_mb,
+        **pull_config(kw),
     )
     asyncio.run(run_relay(cfg))
 

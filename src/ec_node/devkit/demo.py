@@ -32,6 +32,8 @@ from ec_node.pipeline.hls import prepare_dir
 
 @dataclass
 class DemoConfig:
+    """What the demo runs: where, how long, which media."""
+
     directory: Path = Path("ec-demo")
     seconds: int = 24
     size: str = "720p"
@@ -49,6 +51,8 @@ class _Proc:
 
 
 class Demo:
+    """The whole mesh on this machine as child processes, with live progress."""
+
     def __init__(self, cfg: DemoConfig, out: IO[str]) -> None:
         self.cfg = cfg
         self.out = out
@@ -56,6 +60,7 @@ class Demo:
         self.lock = threading.Lock()
 
     def say(self, text: str) -> None:
+        """Print one progress line (threads share the output)."""
         with self.lock:
             self.out.write(text + "\n")
             self.out.flush()
@@ -88,6 +93,7 @@ class Demo:
                 proc.counters = {k: int(ev[k]) for k in ("chunk_index", "chunks", "objects", "manifests")}
 
     def first_line(self, proc: _Proc, timeout: float = 60) -> dict[str, Any]:
+        """The process's first stdout line (its startup object), or an error naming its log."""
         assert proc.popen.stdout is not None
         box: list[bytes] = []
         t = threading.Thread(target=lambda: box.append(proc.popen.stdout.readline()), daemon=True)  # type: ignore[union-attr]
@@ -100,12 +106,14 @@ class Demo:
         return obj
 
     def stop_all(self) -> None:
+        """Stop every child, the subscriber first."""
         for p in reversed(self.procs):  # subscriber first, then the nodes it pulls from
             stop_process(p.popen)
             p.log.close()
 
     # -- the run ----------------------------------------------------------------
     def run(self) -> int:
+        """Run every step and return the exit code."""
         d = prepare_dir(self.cfg.directory)
         hls = d / "hls"
         if hls.exists():
@@ -114,8 +122,10 @@ class Demo:
         opts = preset_options(self.cfg.size, self.cfg.codec, duration_s=float(self.cfg.seconds + 6))  # type: ignore[arg-type]
         t0 = time.monotonic()
         media = cached_media(opts, cache_dir=d / "media")
-        self.say(f"1. media: {media.name} ({opts.width}x{opts.height} {self.cfg.codec}, ATSC PSIP) "
-                 f"[{time.monotonic() - t0:.1f} s]")
+        self.say(
+            f"1. media: {media.name} ({opts.width}x{opts.height} {self.cfg.codec}, ATSC PSIP) "
+            f"[{time.monotonic() - t0:.1f} s]"
+        )
         rec = d / "capture.ts"
         with HdhrEmulator(media, tuners=2, serve_speed=0) as emu:
             host = f"127.0.0.1:{emu.http_port}"
@@ -124,31 +134,91 @@ class Demo:
             self.say(f"3. capture: {s.bytes / 1e6:.1f} MB of channel 7.1 via ?duration={self.cfg.seconds}")
         pace = ["--realtime"] if self.cfg.realtime else []
         try:
-            leader = self.spawn("leader", [
-                "moq-publish", "--input", str(rec), *pace, "--publish-manifests", "--publish-chunks=false",
-                "--signing-key", str(d / "leader.key"), "--addr-file", str(d / "leader.json"),
-                "--startup-delay-ms", "1500", "--linger-ms", "600000", "--json"], follow_progress=True)
-            publisher = self.spawn("publisher", [
-                "moq-publish", "--input", str(rec), *pace, "--publish-chunks=true",
-                "--addr-file", str(d / "publisher.json"), "--startup-delay-ms", "1500", "--linger-ms", "600000",
-                "--json"], follow_progress=True)
+            leader = self.spawn(
+                "leader",
+                [
+                    "moq-publish",
+                    "--input",
+                    str(rec),
+                    *pace,
+                    "--publish-manifests",
+                    "--publish-chunks=false",
+                    "--signing-key",
+                    str(d / "leader.key"),
+                    "--addr-file",
+                    str(d / "leader.json"),
+                    "--startup-delay-ms",
+                    "1500",
+                    "--linger-ms",
+                    "600000",
+                    "--json",
+                ],
+                follow_progress=True,
+            )
+            publisher = self.spawn(
+                "publisher",
+                [
+                    "moq-publish",
+                    "--input",
+                    str(rec),
+                    *pace,
+                    "--publish-chunks=true",
+                    "--addr-file",
+                    str(d / "publisher.json"),
+                    "--startup-delay-ms",
+                    "1500",
+                    "--linger-ms",
+                    "600000",
+                    "--json",
+                ],
+                follow_progress=True,
+            )
             sl, sp = self.first_line(leader), self.first_line(publisher)
             for p in (leader, publisher):
                 threading.Thread(target=self._follow_events, args=(p,), daemon=True).start()
             self.say(f"4. leader (manifests only)    {sl['endpoint_addr']['addrs'][0]} signer {sl['signer_id'][:16]}…")
             self.say(f"   publisher (objects only)   {sp['endpoint_addr']['addrs'][0]}")
             self.say(f"   stream {sl['stream_id']}")
-            relay = self.spawn("relay", [
-                "relay", "--remote", f"@{d / 'publisher.json'}", "--remote-manifests", f"@{d / 'leader.json'}",
-                "--require-manifest", "--trust-signer", sl["signer_id"], "--addr-file", str(d / "relay.json")])
+            relay = self.spawn(
+                "relay",
+                [
+                    "relay",
+                    "--remote",
+                    f"@{d / 'publisher.json'}",
+                    "--remote-manifests",
+                    f"@{d / 'leader.json'}",
+                    "--require-manifest",
+                    "--trust-signer",
+                    sl["signer_id"],
+                    "--addr-file",
+                    str(d / "relay.json"),
+                ],
+            )
             sr = self.first_line(relay)
             self.say(f"5. relay (verifying, objects) {sr['endpoint_addr']['addrs'][0]}: re-serves only what verifies")
             stop = ["--stop-after", str(self.cfg.stop_after)] if self.cfg.stop_after else []
-            sub = self.spawn("subscriber", [
-                "moq-subscribe", "--remote", f"@{d / 'relay.json'}", "--remote-manifests", f"@{d / 'leader.json'}",
-                "--broadcast", sr["broadcast"], "--subscribe-manifests", "--require-manifest",
-                "--trust-signer", sl["signer_id"], "--max-invalid-chunks", "0", "--output-dir", str(hls),
-                "--json", *stop])
+            sub = self.spawn(
+                "subscriber",
+                [
+                    "moq-subscribe",
+                    "--remote",
+                    f"@{d / 'relay.json'}",
+                    "--remote-manifests",
+                    f"@{d / 'leader.json'}",
+                    "--broadcast",
+                    sr["broadcast"],
+                    "--subscribe-manifests",
+                    "--require-manifest",
+                    "--trust-signer",
+                    sl["signer_id"],
+                    "--max-invalid-chunks",
+                    "0",
+                    "--output-dir",
+                    str(hls),
+                    "--json",
+                    *stop,
+                ],
+            )
             self.say("6. subscriber: objects from the relay, manifests from the leader, --require-manifest")
             code = self._watch(sub, leader, publisher)
         finally:
@@ -180,8 +250,10 @@ class Demo:
         segs = sorted(hls.glob("segment_*.ts"))
         bad = [p.name for p in segs if not decode(p).ok]
         whole = decode(hls / "index.m3u8") if (hls / "index.m3u8").exists() else None
-        self.say(f"== {len(segs)} segments in {hls}/, {len(segs) - len(bad)} decode cleanly with FFmpeg (PyAV)"
-                 + (f"; playlist plays {whole.video_frames} frames" if whole and whole.ok else ""))
+        self.say(
+            f"== {len(segs)} segments in {hls}/, {len(segs) - len(bad)} decode cleanly with FFmpeg (PyAV)"
+            + (f"; playlist plays {whole.video_frames} frames" if whole and whole.ok else "")
+        )
         if bad:
             self.say(f"   decode problems: {', '.join(bad)}")
         self.say("   play it:  ffplay " + str(hls / "index.m3u8"))

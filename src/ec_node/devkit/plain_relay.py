@@ -89,6 +89,7 @@ class PlainRelay:
         self.origin = moq.OriginProducer(cache_capacity_bytes=cfg.cache_mb * 1024 * 1024)
         self.sessions: dict[int, moq.Session] = {}
         self.accepted = 0
+        self._holders: set[asyncio.Task[None]] = set()  # referenced, or asyncio may drop them
 
     async def run(self, stop: asyncio.Event) -> None:
         """Dial, listen, announce the startup object, serve; raise UnreachableError if the upstream goes."""
@@ -125,6 +126,9 @@ class PlainRelay:
                 for session in self.sessions.values():
                     with contextlib.suppress(moq.Error):
                         session.shutdown()
+                for task in self._holders:
+                    task.cancel()
+                await asyncio.gather(*self._holders, return_exceptions=True)
                 self.sessions.clear()
                 await server.__aexit__(None, None, None)
         finally:
@@ -183,8 +187,10 @@ class PlainRelay:
         accept = asyncio.create_task(self._accept_loop(server), name="plain-relay-accept")
         lost = asyncio.create_task(upstream.session.closed(), name="plain-relay-upstream")
         stopped = asyncio.create_task(stop.wait(), name="plain-relay-stop")
+        done: set[asyncio.Task[object]] = set()
         try:
-            await asyncio.wait({accept, lost, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            finished, _ = await asyncio.wait({accept, lost, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            done = set(finished)
         finally:
             for task in (accept, lost, stopped):
                 task.cancel()
@@ -192,6 +198,8 @@ class PlainRelay:
         if stop.is_set():
             log.info("stopped by signal; %d sessions open, %d accepted in all", len(self.sessions), self.accepted)
             return
+        if lost not in done:
+            raise EcError(f"the listener stopped accepting: {results[0]!r}")
         reason = results[1]
         why = describe_moq_error(reason) if isinstance(reason, BaseException) else "closed"
         raise UnreachableError(f"upstream session ended: {why}")
@@ -199,7 +207,9 @@ class PlainRelay:
     async def _accept_loop(self, server: moq.Server) -> None:
         async for request in server:
             self.accepted += 1
-            asyncio.create_task(self._hold(request, self.accepted), name=f"plain-relay-session-{self.accepted}")
+            task = asyncio.create_task(self._hold(request, self.accepted), name=f"plain-relay-session-{self.accepted}")
+            self._holders.add(task)
+            task.add_done_callback(self._holders.discard)
 
     async def _hold(self, request: moq.Request, number: int) -> None:
         """Hold the session until it closes (dropping it would close it) and log both ends."""

@@ -415,9 +415,7 @@ class EpochAssembler:
             metadata=self.metadata,
         )
 
-    def add_chunk(
-        self, chunk_index: int, chunk_hash: str, now_ms: int, *, intact: bool = True
-    ) -> list[ManifestBody]:
+    def add_chunk(self, chunk_index: int, chunk_hash: str, now_ms: int, *, intact: bool = True) -> list[ManifestBody]:
         """Record a chunk; return bodies (in epoch order) for every epoch this closes.
 
         ``intact=False`` means the caller did not see the stream intact since its previous chunk

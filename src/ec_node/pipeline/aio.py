@@ -60,11 +60,13 @@ def install_stop_signals(stop: asyncio.Event) -> None:
 
 
 def emit_json(out: TextIO, obj: dict[str, Any]) -> None:
+    """Write one JSON line and flush it (events are read live by other programs)."""
     out.write(json.dumps(obj, separators=(",", ":")) + "\n")
     out.flush()
 
 
 def write_json_file(path: Path, obj: dict[str, Any]) -> None:
+    """Write a JSON file atomically (an address file another node may be reading)."""
     write_atomic(path, (json.dumps(obj) + "\n").encode())
 
 

@@ -21,11 +21,14 @@ log = logging.getLogger(__name__)
 
 
 def segment_name(index: int) -> str:
+    """The file name of chunk ``index``'s segment."""
     return f"segment_{index:06d}.ts"
 
 
 @dataclass(frozen=True)
 class Segment:
+    """One segment as the playlist names it."""
+
     index: int  # chunk index
     sequence: int  # media sequence number: +1 per segment
     duration_ms: int
@@ -33,6 +36,7 @@ class Segment:
 
     @property
     def uri(self) -> str:
+        """The segment's URI, relative to the playlist."""
         return segment_name(self.index)
 
 
@@ -73,9 +77,11 @@ class Playlist:
 
     @property
     def target_duration(self) -> int:
+        """EXT-X-TARGETDURATION: fixed from the start unless a segment forced it up."""
         return max(self._target, self.min_target_s)
 
     def render(self) -> str:
+        """The playlist text (RFC 8216)."""
         lines = [
             "#EXTM3U",
             "#EXT-X-VERSION:3",
@@ -98,6 +104,7 @@ class Playlist:
 
 
 def prepare_dir(path: Path) -> Path:
+    """Create the output directory, or raise OutputError if it cannot be written."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -118,9 +125,11 @@ class HlsSink:
 
     @property
     def playlist_path(self) -> Path:
+        """Where ``index.m3u8`` is written."""
         return self.dir / "index.m3u8"
 
     def write(self, index: int, data: bytes, duration_ms: int) -> Path:
+        """Write one verified segment, then a playlist naming it; delete segments that left the window."""
         path = self.dir / segment_name(index)
         write_atomic(path, data)
         gone = self.playlist.add(index, duration_ms)

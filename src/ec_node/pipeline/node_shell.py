@@ -66,6 +66,18 @@ class PullConfig:
     receive_buffer_mb: int = 32
     json: bool = False
 
+    def settings(self, role: Role, **role_only: Any) -> NodeSettings:
+        """The core's settings from these flags (plus what only this role sets, e.g. ``stop_after``)."""
+        return NodeSettings(
+            role=role,
+            require_manifest=self.require_manifest,
+            chunk_ms=self.chunk_ms,
+            max_peer_rejections=self.max_peer_rejections,
+            manifest_timeout_s=self.manifest_timeout_s,
+            reconnect_for_s=self.reconnect_for_s,
+            **role_only,
+        )
+
 
 def default_transport(cfg: PullConfig) -> Transport:
     """The moq transport with this node's frame limit and receive buffer."""

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PublishConfig:
+    """`moq-publish`'s flags."""
+
     input: str
     duration_s: float | None = None
     realtime: bool = False
@@ -55,6 +57,7 @@ class PublishConfig:
 
 
 def default_transport() -> Transport:
+    """The moq transport with its defaults."""
     from ec_node.transport.moq_transport import moq_transport
 
     return moq_transport()
@@ -81,6 +84,7 @@ def _hdhr_device_id(spec: str) -> str | None:
 
 
 async def run_publish(cfg: PublishConfig, out: TextIO = sys.stdout, transport: Transport | None = None) -> None:
+    """Ingest, chunk and publish until the input ends (then linger) or a stop signal."""
     if not cfg.publish_chunks and not cfg.publish_manifests:
         raise UsageError("nothing to publish: --publish-chunks=false needs --publish-manifests")
     if cfg.epoch_chunks < 1:
@@ -101,9 +105,7 @@ async def run_publish(cfg: PublishConfig, out: TextIO = sys.stdout, transport: T
     if cfg.realtime:
         reads = pace_by_pcr(reads)
     head = await asyncio.to_thread(probe_head, reads, cfg.chunk_ms, name)
-    stream_id = derive_stream_id(
-        identity_of(head.info), _source_hint(cfg.input, device_id), explicit=cfg.stream_id
-    )
+    stream_id = derive_stream_id(identity_of(head.info), _source_hint(cfg.input, device_id), explicit=cfg.stream_id)
     broadcast = cfg.broadcast or stream_id
     core = PublishCore(
         stream_id,

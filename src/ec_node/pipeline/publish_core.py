@@ -24,6 +24,8 @@ ENCODER_PROFILE_ID = "passthrough-mpegts-v1"
 
 @dataclass(frozen=True)
 class GroupWrite:
+    """Publish ``payload`` as group ``sequence`` of ``track``."""
+
     track: str
     sequence: int
     payload: bytes
@@ -31,6 +33,8 @@ class GroupWrite:
 
 @dataclass
 class PublishStats:
+    """What the publisher did so far (for logs and progress events)."""
+
     chunks: int = 0
     damaged_dropped: int = 0
     incomplete_dropped: int = 0
@@ -80,6 +84,7 @@ class PublishCore:
 
     @property
     def tracks(self) -> list[str]:
+        """The tracks this publisher serves, in announce order."""
         out = []
         if self.publish_chunks:
             out.append(CHUNKS_TRACK)
@@ -88,6 +93,7 @@ class PublishCore:
         return out
 
     def on_chunk(self, chunk: Chunk, now_ms: int) -> list[GroupWrite]:
+        """One chunk in; the manifests it closes, then its object (damaged or incomplete chunks: nothing)."""
         if not chunk.complete:
             # the tail at end of input ends wherever this node's input ended: other nodes differ
             self._broken = True
@@ -135,6 +141,7 @@ class PublishCore:
         return out
 
     def finish(self, now_ms: int) -> list[GroupWrite]:
+        """The input ended: sign the open epoch."""
         if self._epochs is None:
             return []
         return [self._manifest(b) for b in self._epochs.finish(now_ms)]

@@ -25,7 +25,7 @@ from typing import TextIO
 
 from ec_node.errors import EcError, ExitCode, UsageError
 from ec_node.node.events import FinishTrack, ServeGroup, Track
-from ec_node.node.settings import NodeSettings, Role
+from ec_node.node.settings import Role
 from ec_node.pipeline.aio import install_stop_signals
 from ec_node.pipeline.node_shell import Effects, NodeShell, PullConfig, Reporter, default_transport, prepare_pull
 from ec_node.pipeline.startup import StartupObject, broadcast_from_startup
@@ -64,14 +64,7 @@ async def run_relay(cfg: RelayConfig, out: TextIO = sys.stdout, transport: Trans
     if cfg.trust_signers and not cfg.require_manifest:
         log.warning("--trust-signer has no effect without --require-manifest")
     broadcast = cfg.broadcast or broadcast_from_startup(cfg.remotes[0])
-    settings = NodeSettings(
-        role=Role.RELAY,
-        require_manifest=cfg.require_manifest,
-        chunk_ms=cfg.chunk_ms,
-        max_peer_rejections=cfg.max_peer_rejections,
-        manifest_timeout_s=cfg.manifest_timeout_s,
-        reconnect_for_s=cfg.reconnect_for_s,
-    )
+    settings = cfg.settings(Role.RELAY)
     transport = transport or default_transport(cfg)
     pull = prepare_pull(cfg, settings, broadcast, transport, keyless=cfg.keyless, want_manifests=True)
     stop = asyncio.Event()

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from ec_node.errors import UsageError
 from ec_node.pipeline.aio import emit_json, write_json_file
-from ec_node.transport.addr import MAX_ADDR_TEXT_BYTES, EndpointAddr, endpoint_addr_from_obj
+from ec_node.transport.addr import MAX_ADDR_TEXT_BYTES, AddressError, EndpointAddr, endpoint_addr_from_obj
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,12 @@ class StartupObject:
     @classmethod
     def from_json(cls, obj: object, where: str = "startup object") -> StartupObject:
         """Validate a decoded startup object; UsageError naming ``where`` if it is not one."""
-        if not isinstance(obj, dict):
-            raise UsageError(f"{where} is not a JSON object")
-        ep = endpoint_addr_from_obj(obj.get("endpoint_addr"), where=f"{where}: endpoint_addr", allow_startup=False)
+        if not isinstance(obj, dict) or "endpoint_addr" not in obj:
+            raise UsageError(f"{where} holds no startup object")
+        try:
+            ep = endpoint_addr_from_obj(obj["endpoint_addr"], where=f"{where}: endpoint_addr", allow_startup=False)
+        except AddressError as e:
+            raise UsageError(str(e)) from None
         broadcast, stream_id, tracks, signer = (obj.get(k) for k in ("broadcast", "stream_id", "tracks", "signer_id"))
         if not isinstance(broadcast, str) or not broadcast:
             raise UsageError(f"{where} has no broadcast name")

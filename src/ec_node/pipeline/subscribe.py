@@ -18,7 +18,7 @@ from typing import TextIO
 
 from ec_node.errors import EcError, ExitCode, UsageError
 from ec_node.node.events import WriteSegment
-from ec_node.node.settings import NodeSettings, Role
+from ec_node.node.settings import Role
 from ec_node.pipeline.aio import install_stop_signals, rss_mb
 from ec_node.pipeline.hls import HlsSink
 from ec_node.pipeline.node_shell import Effects, NodeShell, PullConfig, Reporter, default_transport, prepare_pull
@@ -49,16 +49,7 @@ async def run_subscribe(cfg: SubscribeConfig, out: TextIO = sys.stdout, transpor
         raise UsageError("--broadcast is required")
     if cfg.require_manifest and not cfg.subscribe_manifests:
         log.info("--require-manifest implies --subscribe-manifests")
-    settings = NodeSettings(
-        role=Role.SUBSCRIBER,
-        require_manifest=cfg.require_manifest,
-        chunk_ms=cfg.chunk_ms,
-        max_peer_rejections=cfg.max_peer_rejections,
-        max_invalid=cfg.max_invalid,
-        stop_after=cfg.stop_after,
-        manifest_timeout_s=cfg.manifest_timeout_s,
-        reconnect_for_s=cfg.reconnect_for_s,
-    )
+    settings = cfg.settings(Role.SUBSCRIBER, max_invalid=cfg.max_invalid, stop_after=cfg.stop_after)
     pull = prepare_pull(
         cfg,
         settings,

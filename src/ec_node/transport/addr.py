@@ -81,14 +81,11 @@ def parse_endpoint_addr(text: str) -> EndpointAddr:
     if "://" in stripped:
         return _parse_url(stripped)
     raise AddressError(
-        f"endpoint address {_show(stripped)} is not EndpointAddr JSON, @PATH or a "
-        "moql://, moqt:// or https:// URL"
+        f"endpoint address {_show(stripped)} is not EndpointAddr JSON, @PATH or a moql://, moqt:// or https:// URL"
     )
 
 
-def endpoint_addr_from_obj(
-    obj: object, where: str = "endpoint address", *, allow_startup: bool = True
-) -> EndpointAddr:
+def endpoint_addr_from_obj(obj: object, where: str = "endpoint address", *, allow_startup: bool = True) -> EndpointAddr:
     """Validate a decoded ``{"id", "addrs"}`` object (or, if allowed, a startup object holding one)."""
     if not isinstance(obj, dict):
         raise AddressError(f"{where}: expected a JSON object with 'id' and 'addrs'")
@@ -115,18 +112,18 @@ def endpoint_addr_from_obj(
         if addr is not None and addr not in addrs:
             addrs.append(addr)
     if not addrs:
-        raise AddressError(f"{where}: no direct \"host:port\" address (discovery and relays are not supported)")
+        raise AddressError(f'{where}: no direct "host:port" address (discovery and relays are not supported)')
     return EndpointAddr(id=node_id.lower(), addrs=tuple(addrs))
 
 
 def parse_host_port(text: str, where: str = "address") -> tuple[str, int]:
     """Split ``host:port`` / ``[v6]:port``; the host is returned without brackets."""
     if not isinstance(text, str) or not text or len(text) > 300:
-        raise AddressError(f"{where}: {_show(text)} is not \"host:port\"")
+        raise AddressError(f'{where}: {_show(text)} is not "host:port"')
     if text.startswith("["):
         close = text.find("]")
         if close < 0 or text[close + 1 : close + 2] != ":":
-            raise AddressError(f"{where}: {_show(text)} is not \"[ipv6]:port\"")
+            raise AddressError(f'{where}: {_show(text)} is not "[ipv6]:port"')
         host, port_text = text[1:close], text[close + 2 :]
         try:
             ipaddress.IPv6Address(host)
@@ -135,9 +132,9 @@ def parse_host_port(text: str, where: str = "address") -> tuple[str, int]:
     else:
         host, sep, port_text = text.rpartition(":")
         if not sep or not host:
-            raise AddressError(f"{where}: {_show(text)} is not \"host:port\"")
+            raise AddressError(f'{where}: {_show(text)} is not "host:port"')
         if ":" in host:
-            raise AddressError(f"{where}: IPv6 address {_show(text)} must be written \"[addr]:port\"")
+            raise AddressError(f'{where}: IPv6 address {_show(text)} must be written "[addr]:port"')
         if not _is_ipv4(host) and not _HOSTNAME_RE.fullmatch(host):
             raise AddressError(f"{where}: {_show(host)} is not a valid host name or IP address")
     if not port_text.isascii() or not port_text.isdigit() or len(port_text) > 5:
@@ -156,7 +153,7 @@ def _addr_entry(entry: object, where: str) -> str | None:
         if kind == "Ip":
             entry = value
     if not isinstance(entry, str):
-        raise AddressError(f"{where}: addrs entry {_show(entry)} is not a \"host:port\" string")
+        raise AddressError(f'{where}: addrs entry {_show(entry)} is not a "host:port" string')
     host, port = parse_host_port(entry, where=f"{where}: addrs entry")
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 

@@ -43,7 +43,9 @@ class TrackWriter(Protocol):
     """Publisher side of one track."""
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The track's name."""
+        ...
 
     def write_group(self, sequence: int, payload: bytes) -> None:
         """Publish group ``sequence`` holding ``payload``; never blocks. Reusing a sequence is a
@@ -68,7 +70,9 @@ class Listener(Protocol):
     on_event: Callable[[dict[str, object]], None]
 
     @property
-    def endpoint_addr(self) -> EndpointAddr: ...
+    def endpoint_addr(self) -> EndpointAddr:
+        """How peers reach this node (its node id and addresses)."""
+        ...
 
     def publish_broadcast(self, name: str, tracks: list[str]) -> dict[str, TrackWriter]:
         """Create every track of broadcast ``name``, then announce it (so no subscriber ever
@@ -95,14 +99,18 @@ class Subscription(Protocol):
         """The next event, or ``None`` once the track has ended cleanly."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Stop receiving; safe to call more than once."""
+        ...
 
 
 class PeerSession(Protocol):
     """A connection to one peer."""
 
     @property
-    def remote(self) -> EndpointAddr: ...
+    def remote(self) -> EndpointAddr:
+        """The address this session dialled."""
+        ...
 
     async def subscribe(
         self,
@@ -125,7 +133,9 @@ class PeerSession(Protocol):
         """Old groups fetched concurrently; a missing one maps to ``None``."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Close the session and its subscriptions."""
+        ...
 
 
 class Transport(Protocol):

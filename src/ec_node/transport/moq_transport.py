@@ -142,10 +142,12 @@ class MoqTrackWriter:
 
     @property
     def name(self) -> str:
+        """The track's name."""
         return self._producer.name
 
     @property
     def finished(self) -> bool:
+        """True once :meth:`finish` was called."""
         return self._finished
 
     def write_group(self, sequence: int, payload: bytes) -> None:
@@ -168,6 +170,7 @@ class MoqTrackWriter:
         await self._producer.demand().used()
 
     def finish(self) -> None:
+        """End the track cleanly (idempotent)."""
         if not self._finished:
             self._finished = True
             self._producer.finish()
@@ -206,6 +209,7 @@ class MoqListener:
 
     @property
     def endpoint_addr(self) -> EndpointAddr:
+        """How peers reach this node (its node id and addresses)."""
         return self._endpoint_addr
 
     @property
@@ -457,6 +461,7 @@ class MoqPeerSession:
 
     @property
     def remote(self) -> EndpointAddr:
+        """The address this session dialled."""
         return self._remote
 
     @property
@@ -537,6 +542,7 @@ class MoqPeerSession:
                 await client.__aexit__(None, None, None)
 
     async def close(self) -> None:
+        """Close the session and its subscriptions (idempotent)."""
         if self._closed:
             return
         self._closed = True
@@ -555,8 +561,7 @@ class MoqPeerSession:
         except TimeoutError:
             waiter.cancel()
             raise NotFoundError(
-                f"peer {self._url} did not announce broadcast {name!r} "
-                f"within {self._config.announce_timeout_s:g} s"
+                f"peer {self._url} did not announce broadcast {name!r} within {self._config.announce_timeout_s:g} s"
             ) from None
         except moq.Error as exc:
             raise self._error(exc, f"wait for broadcast {name!r}") from None

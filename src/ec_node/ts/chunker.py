@@ -270,9 +270,7 @@ class Chunker:
                 h.unverified -= set(np.unique(pids[max(after, 0) :]).tolist())
         self._release(out)
 
-    def _append(
-        self, data: bytes, pids: np.ndarray, a: int, b: int, lo: np.ndarray, hi: np.ndarray, g0: int
-    ) -> None:
+    def _append(self, data: bytes, pids: np.ndarray, a: int, b: int, lo: np.ndarray, hi: np.ndarray, g0: int) -> None:
         c = self._open
         assert c is not None
         if b > a:

@@ -27,13 +27,7 @@ def pes_pts(pkt: bytes | memoryview, off: int = 0) -> tuple[int | None, int]:
 
 def _timestamp(b: bytes | memoryview, at: int) -> int:
     """The 33-bit PTS/DTS coded in the five bytes at ``at`` of a PES header."""
-    return (
-        ((b[at] >> 1) & 0x07) << 30
-        | b[at + 1] << 22
-        | (b[at + 2] >> 1) << 15
-        | b[at + 3] << 7
-        | b[at + 4] >> 1
-    )
+    return ((b[at] >> 1) & 0x07) << 30 | b[at + 1] << 22 | (b[at + 2] >> 1) << 15 | b[at + 3] << 7 | b[at + 4] >> 1
 
 
 def pes_dts(pkt: bytes | memoryview, off: int = 0) -> int | None:
