@@ -7,8 +7,6 @@ from pathlib import Path
 
 import click
 
-from ec_node.devkit.demo import DemoConfig, run_demo
-
 
 @click.command("demo")
 @click.option(
@@ -30,6 +28,8 @@ def demo(directory: Path, seconds: int, size: str, codec: str, stop_after: int |
     Tuner emulator -> capture -> leader (manifests) + relay (objects) -> verifying subscriber -> HLS.
     Needs no network beyond 127.0.0.1.
     """
+    from ec_node.devkit.demo import DemoConfig, run_demo  # PyAV: loaded only by this command
+
     cfg = DemoConfig(
         directory=directory, seconds=seconds, size=size, codec=codec, stop_after=stop_after, realtime=not fast
     )

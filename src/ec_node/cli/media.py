@@ -9,7 +9,6 @@ from typing import Any
 import click
 
 from ec_node.cli.exits import documents_exits
-from ec_node.devkit.synth import synthesize_preset
 from ec_node.errors import ExitCode
 
 
@@ -87,6 +86,8 @@ def synth(
     extra: dict[str, Any] = {"stt_unix": None} if wall_clock else {}
     if fps is not None:
         extra["fps"] = fps
+    from ec_node.devkit.synth import synthesize_preset  # PyAV: loaded only by this command
+
     result = synthesize_preset(
         output,
         size,
