@@ -245,8 +245,12 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=3.0, help="after all are subscribed, before the window")
     p.add_argument("--grace", type=float, default=6.0, help="after the window, for its last groups to arrive")
     p.add_argument("--timeout", type=float, default=15.0, help="connect / announce timeout per client")
-    p.add_argument("--setup-timeout", type=float, default=25.0,
-                   help="all K must be subscribed by then; the rest count as failed (default %(default)g)")
+    p.add_argument(
+        "--setup-timeout",
+        type=float,
+        default=25.0,
+        help="all K must be subscribed by then; the rest count as failed (default %(default)g)",
+    )
     emit(asyncio.run(run(p.parse_args())))
 
 

@@ -21,7 +21,7 @@ CPU (% of one core; the box has 2). Then a table, the targets, and a JSON summar
 
 Usage::
 
-    .venv/bin/python bench/bench_fanout.py                        # full sweep, both kinds, ~15-20 min
+    .venv/bin/python bench/bench_fanout.py                        # full sweep, both kinds, ~16 min
     .venv/bin/python bench/bench_fanout.py --ks 10 --seconds 10   # quick check, ~1 min
     .venv/bin/python bench/bench_fanout.py --kinds plain --ks 50,100 --json-out /tmp/fanout.json
 """
@@ -220,6 +220,7 @@ def relay_argv(kind: str, setup: Setup, pub_json: Path, relay_json: Path) -> lis
         return [
             sys.executable, "-m", "ec_node", "relay", "--remote", f"@{pub_json}", "--require-manifest",
             "--trust-signer", setup.signer_id, "--listen", "127.0.0.1:0", "--addr-file", str(relay_json),
+            *setup.args.ec_args.split(),
         ]  # fmt: skip
     return [
         sys.executable, "-m", "ec_node.devkit.plain_relay", "--remote", f"@{pub_json}",
@@ -321,15 +322,23 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     by = {(r["kind"], r["k"]): r for r in rows}
     kinds = sorted({r["kind"] for r in rows})
     max_k = {kind: max((r["k"] for r in rows if r["kind"] == kind and whole_all(r)), default=0) for kind in kinds}
-    ratios: dict[str, float] = {}
+    ratios: dict[str, float] = {}  # at equal K where both served everyone (a cut-short point has no ratio)
     for (kind, k), r in by.items():
         plain = by.get(("plain", k))
-        if kind == "ec" and plain and r.get("rss_end_mb") and plain.get("rss_end_mb"):
+        if (
+            kind == "ec"
+            and plain
+            and whole_all(r)
+            and whole_all(plain)
+            and r.get("rss_end_mb")
+            and plain.get("rss_end_mb")
+        ):
             ratios[str(k)] = round(r["rss_end_mb"] / plain["rss_end_mb"], 2)
-    overload = {
-        kind: {str(r["k"]): r.get("rss_slope_mb_min") for r in rows if r["kind"] == kind and not whole_all(r)}
+    overload = {  # RSS growth where not everyone was served; "capped" = passed --rss-cap-mb
+        kind: {str(r["k"]): "capped" if r.get("capped") else r.get("rss_slope_mb_min")
+               for r in rows if r["kind"] == kind and not whole_all(r)}
         for kind in kinds
-    }
+    }  # fmt: skip
     targets: dict[str, Any] = {}
     if "ec" in max_k and "plain" in max_k:
         targets["max_k_ec_ge_plain"] = max_k["ec"] >= max_k["plain"]
@@ -370,13 +379,22 @@ def main() -> None:
     p.add_argument("--ks", default=",".join(map(str, DEFAULT_KS)), help="comma-separated K values")
     p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated: ec, plain")
     p.add_argument("--seconds", type=float, default=30.0, help="measured window per point (default 30)")
-    p.add_argument("--warmup", type=float, default=None,
-                   help="after all subscribed, before the window (default 25 s, so the relay's 64 MB cache is "
-                   "full and RSS is at steady state; 5 s for windows under 30 s)")
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help="after all subscribed, before the window (default 25 s, so the relay's 64 MB cache is "
+        "full and RSS is at steady state; 5 s for windows under 30 s)",
+    )
     p.add_argument("--grace", type=float, default=6.0, help="after the window, for its last groups")
-    p.add_argument("--rss-cap-mb", type=float, default=6000.0,
-                   help="cut a point short once the relay's RSS passes this (it grows without bound when "
-                   "overloaded; the box has to survive the sweep; default %(default)g)")
+    p.add_argument(
+        "--rss-cap-mb",
+        type=float,
+        default=6000.0,
+        help="cut a point short once the relay's RSS passes this (it grows without bound when "
+        "overloaded; the box has to survive the sweep; default %(default)g)",
+    )
+    p.add_argument("--ec-args", default="", help="extra flags for `ec-node relay`, e.g. '--receive-buffer-mb 8'")
     p.add_argument("--json-out", type=Path, help="also write the rows and summary here")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs of every process)")
     args = p.parse_args()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ec_node.transport.shedding import SessionMeter, ShedLimits, lag_bytes, refuse_reason, shed_reason
+from ec_node.transport.shedding import SessionMeter, ShedLimits, refuse_reason, shed_reason
 
 MB = 1_000_000
 LIMITS = ShedLimits(max_sessions=2, max_lag_bytes=10 * MB)
@@ -10,7 +10,7 @@ LIMITS = ShedLimits(max_sessions=2, max_lag_bytes=10 * MB)
 
 def test_a_reader_that_keeps_up_is_kept() -> None:
     m = SessionMeter(published_at_start=100 * MB, sent_at_start=0)
-    assert lag_bytes(m, 200 * MB, 99 * MB) == 1 * MB
+    assert m.lag(200 * MB, 99 * MB) == 1 * MB
     assert shed_reason(m, 200 * MB, 99 * MB, LIMITS) is None
 
 
@@ -25,9 +25,10 @@ def test_a_manifests_only_reader_is_never_judged_by_lag() -> None:
     assert shed_reason(m, 1000 * MB, 2 * MB, LIMITS) is None  # 0.2 % of the bytes: not a chunks reader
 
 
-def test_history_sent_to_a_late_joiner_is_no_lag() -> None:
+def test_history_sent_to_a_late_joiner_is_no_lag_and_no_credit_either() -> None:
     m = SessionMeter(published_at_start=500 * MB, sent_at_start=0)
-    assert lag_bytes(m, 510 * MB, 64 * MB) == 0
+    assert m.lag(510 * MB, 64 * MB) == 0  # 64 MB of history: ahead of the live bytes
+    assert shed_reason(m, 560 * MB, 100 * MB, LIMITS) is not None  # then 14 MB behind that best
 
 
 def test_no_lag_limit_never_sheds() -> None:

@@ -14,6 +14,11 @@ so ec-node subscribers and relays dial it like any node::
 
     python -m ec_node.devkit.plain_relay --remote @publisher.json --listen 127.0.0.1:0 --addr-file relay.json
 
+Limitation (moq-ffi 0.4.18, measured): the origin fan-out cannot relay a track that had already
+*finished* upstream when a downstream subscriber first asks for it -- the first subscriber gets one
+group reset with CANCEL, later ones an empty track. Live tracks (a ``--realtime`` or tuner publisher)
+relay fine, including their end.
+
 Runs until SIGINT/SIGTERM (exit 0); exit 4 when the upstream cannot be reached or its session ends,
 exit 2 for bad arguments. Logs (stderr) name each accepted and closed downstream session.
 """

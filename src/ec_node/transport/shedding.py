@@ -3,10 +3,13 @@
 The moq stack queues groups for every subscriber without bound on the server side (a subscriber that
 keeps its connection alive but drains slower than the track grows the server's memory for as long as
 it stays), and it exposes no per-subscription progress. What it does expose is each session's
-``bytes_sent``. A session's *lag* is the bytes the node has published since the session arrived minus
-the bytes sent to it. Only a session that takes a real share of what is published (``min_share``: a
-chunks subscriber) is judged by lag, so a manifests-only subscriber, which receives a tiny fraction
-of the bytes by design, is never mistaken for a slow one. Pure: numbers in, a decision out.
+``bytes_sent``. A session's *deficit* is the bytes the node has published since the session arrived
+minus the bytes sent to it; a late joiner is sent history first, so its deficit starts negative. Its
+*lag* is how far the deficit has risen above the lowest it has been: a reader that keeps up stays
+near its best, one that falls behind climbs. Only a session that takes a real share of what is
+published (``min_share``: a chunks subscriber) is judged by lag, so a manifests-only subscriber,
+which receives a tiny fraction of the bytes by design, is never mistaken for a slow one. Pure:
+numbers in, a decision out.
 """
 
 from __future__ import annotations
@@ -26,26 +29,28 @@ class ShedLimits:
     min_share: float = 0.1
 
 
-@dataclass(frozen=True)
+@dataclass
 class SessionMeter:
-    """What was published and sent when the session was accepted."""
+    """What was published and sent when the session was accepted, and its best (lowest) deficit since."""
 
     published_at_start: int
     sent_at_start: int
+    best_deficit: int = 0
 
-
-def lag_bytes(meter: SessionMeter, published: int, sent: int) -> int:
-    """Bytes published since the session arrived that it has not been sent (history sent counts toward it)."""
-    return max(0, (published - meter.published_at_start) - (sent - meter.sent_at_start))
+    def lag(self, published: int, sent: int) -> int:
+        """Update with the current totals; how far the session has fallen behind its best."""
+        deficit = (published - self.published_at_start) - (sent - self.sent_at_start)
+        self.best_deficit = min(self.best_deficit, deficit)
+        return deficit - self.best_deficit
 
 
 def shed_reason(meter: SessionMeter, published: int, sent: int, limits: ShedLimits) -> str | None:
-    """Why this session should be shed now, or None."""
+    """Why this session should be shed now, or None (updates the meter)."""
+    lag = meter.lag(published, sent)
     if limits.max_lag_bytes is None:
         return None
     new = published - meter.published_at_start
     got = sent - meter.sent_at_start
-    lag = lag_bytes(meter, published, sent)
     if lag > limits.max_lag_bytes and got >= limits.min_share * new:
         return f"fell {lag / 1e6:.1f} MB behind (limit {limits.max_lag_bytes / 1e6:.1f} MB)"
     return None
