@@ -452,7 +452,7 @@ class NodeCore:
         hole = self._reorder.hole()
         since = self._reorder.hole_since
         s = self.settings
-        if hole is None or since is None or hole == self._fetched_hole or now - since < s.backfill_s:
+        if hole is None or since is None or hole == self._fetched_hole or now < since + s.backfill_s:
             return
         self._fetched_hole = hole
         first, end = max(hole[0], hole[1] - s.max_backfill), hole[1]
@@ -487,7 +487,7 @@ class NodeCore:
     def _check_end(self, now: float, out: list[Output]) -> None:
         s = self.settings
         v = self.verifier
-        if self._leader_gone_since is not None and now - self._leader_gone_since >= s.manifest_timeout_s:
+        if self._leader_gone_since is not None and now >= self._leader_gone_since + s.manifest_timeout_s:
             self._leader_gone_since = None
             self._dropped(v.drop_pending(), out)
             if s.exits_without_manifests:
@@ -505,7 +505,7 @@ class NodeCore:
         if self._objects_done_at is None:
             self._objects_done_at = now
         owed = v.pending_count > 0 and not self._manifests_done
-        if owed and now - self._objects_done_at < s.manifest_timeout_s:
+        if owed and now < self._objects_done_at + s.manifest_timeout_s:
             self._say_waiting("manifests for the buffered objects", s.manifest_timeout_s, out)
             return
         if s.role is Role.RELAY and not any(lk.phase is LinkPhase.ENDED for lk in objects):

@@ -71,7 +71,7 @@ class Reorder(Generic[T]):
             if self.next is None:
                 self.next = lo
             if lo > self.next and not absent(self.next, lo):
-                held_too_long = self.hole_since is not None and now - self.hole_since >= wait_s
+                held_too_long = self.hole_since is not None and now >= self.hole_since + wait_s  # as deadline()
                 if not (final or held_too_long or len(self._held) >= self.max_held):
                     break
                 holes.append(Hole(self.next, lo - 1))
