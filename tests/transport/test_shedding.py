@@ -39,3 +39,9 @@ def test_the_door_closes_at_the_cap() -> None:
     assert refuse_reason(1, LIMITS) is None
     assert refuse_reason(2, LIMITS) == "2 sessions already (limit 2)"
     assert refuse_reason(10**6, ShedLimits(max_sessions=None)) is None
+
+
+def test_a_chunks_reader_that_starves_later_is_still_judged() -> None:
+    m = SessionMeter(0, 0)
+    assert shed_reason(m, 10 * MB, 10 * MB, LIMITS) is None and m.chunks_reader
+    assert shed_reason(m, 100 * MB, 11 * MB, LIMITS) is not None  # then it falls 89 MB behind

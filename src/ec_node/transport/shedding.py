@@ -7,8 +7,9 @@ it stays), and it exposes no per-subscription progress. What it does expose is e
 minus the bytes sent to it; a late joiner is sent history first, so its deficit starts negative. Its
 *lag* is how far the deficit has risen above the lowest it has been: a reader that keeps up stays
 near its best, one that falls behind climbs. Only a session that takes a real share of what is
-published (``min_share``: a chunks subscriber) is judged by lag, so a manifests-only subscriber,
-which receives a tiny fraction of the bytes by design, is never mistaken for a slow one. Pure:
+published (``min_share``: a chunks subscriber), at any check so far, is judged by lag, so a
+manifests-only subscriber, which receives a tiny fraction of the bytes by design, is never mistaken
+for a slow one, while a chunks reader that starves later still is. Pure:
 numbers in, a decision out.
 """
 
@@ -36,6 +37,7 @@ class SessionMeter:
     published_at_start: int
     sent_at_start: int
     best_deficit: int = 0
+    chunks_reader: bool = False  # once it took a real share of the bytes, it stays judged by lag
 
     def lag(self, published: int, sent: int) -> int:
         """Update with the current totals; how far the session has fallen behind its best."""
@@ -51,7 +53,9 @@ def shed_reason(meter: SessionMeter, published: int, sent: int, limits: ShedLimi
         return None
     new = published - meter.published_at_start
     got = sent - meter.sent_at_start
-    if lag > limits.max_lag_bytes and got >= limits.min_share * new:
+    if new > 0 and got >= limits.min_share * new:
+        meter.chunks_reader = True  # (a reader that later starves is still a chunks reader)
+    if lag > limits.max_lag_bytes and meter.chunks_reader:
         return f"fell {lag / 1e6:.1f} MB behind (limit {limits.max_lag_bytes / 1e6:.1f} MB)"
     return None
 
