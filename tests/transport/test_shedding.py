@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ec_node.transport.shedding import SessionMeter, ShedLimits, refuse_reason, shed_reason
+from ec_node.transport.shedding import SessionMeter, ShedLimits, pick_shed, refuse_reason, shed_reason
 
 MB = 1_000_000
 LIMITS = ShedLimits(max_sessions=2, max_lag_bytes=10 * MB)
@@ -45,3 +45,13 @@ def test_a_chunks_reader_that_starves_later_is_still_judged() -> None:
     m = SessionMeter(0, 0)
     assert shed_reason(m, 10 * MB, 10 * MB, LIMITS) is None and m.chunks_reader
     assert shed_reason(m, 100 * MB, 11 * MB, LIMITS) is not None  # then it falls 89 MB behind
+
+
+def test_when_all_together_lag_too_much_the_furthest_behind_go_first() -> None:
+    limits = ShedLimits(max_lag_bytes=10 * MB, max_total_lag_bytes=12 * MB)
+    meters = {k: SessionMeter(0, 0) for k in "abcd"}
+    assert pick_shed(meters, 10 * MB, dict.fromkeys("abcd", 10 * MB), limits) == {}  # all keep up
+    sent = {"a": 19 * MB, "b": 15 * MB, "c": 12 * MB, "d": 11 * MB}  # lags 1, 5, 8, 9 MB: 23 MB together
+    shed = pick_shed(meters, 20 * MB, sent, limits)
+    assert sorted(shed) == ["c", "d"] and "furthest behind" in shed["d"]  # 23 - 9 - 8 = 6 MB <= 12 MB
+    assert pick_shed({"m": SessionMeter(0, 0)}, 10**9, {"m": 0}, limits) == {}  # never took a share: not judged

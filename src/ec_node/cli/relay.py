@@ -55,6 +55,13 @@ from ec_node.pipeline.relay import RelayConfig, run_relay
     show_default=True,
     help="A downstream session this far behind is shed (event subscriber_shed).",
 )
+@click.option(
+    "--max-total-lag-mb",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="When all downstream sessions together lag more, the furthest behind are shed first.",
+)
 def relay(
     listen: str,
     broadcast: str | None,
@@ -64,6 +71,7 @@ def relay(
     addr_file: Path | None,
     max_subscribers: int,
     max_lag_mb: int,
+    max_total_lag_mb: int,
     **kw: Any,
 ) -> None:
     """Re-serve a broadcast's chunks and manifests from upstream peers to any number of subscribers.
@@ -82,6 +90,7 @@ def relay(
         addr_file=addr_file,
         max_subscribers=max_subscribers,
         max_lag_mb=max_lag_mb,
+        max_total_lag_mb=max_total_lag_mb,
         **pull_config(kw),
     )
     asyncio.run(run_relay(cfg))

@@ -47,6 +47,7 @@ class RelayConfig(PullConfig):
     addr_file: Path | None = None
     max_subscribers: int | None = 64  # downstream sessions held at once
     max_lag_mb: int | None = 32  # a downstream session further behind than this is shed
+    max_total_lag_mb: int | None = 256  # ... and the furthest behind while all together lag more
 
 
 class _Exit(EcError):
@@ -70,8 +71,12 @@ async def run_relay(cfg: RelayConfig, out: TextIO = sys.stdout, transport: Trans
     stop = asyncio.Event()
     install_stop_signals(stop)
     identity = load_or_create_identity(cfg.identity_dir)
-    lag = None if cfg.max_lag_mb is None else cfg.max_lag_mb * 1024 * 1024
-    shed = ShedLimits(max_sessions=cfg.max_subscribers, max_lag_bytes=lag)
+    mb = 1024 * 1024
+    shed = ShedLimits(
+        max_sessions=cfg.max_subscribers,
+        max_lag_bytes=None if cfg.max_lag_mb is None else cfg.max_lag_mb * mb,
+        max_total_lag_bytes=None if cfg.max_total_lag_mb is None else cfg.max_total_lag_mb * mb,
+    )
     listener = await transport.listen(cfg.listen, identity, cfg.cache_mb * 1024 * 1024, shed=shed)
     report = Reporter(out if cfg.json else None)
     listener.on_event = lambda ev: report.emit(ev, level="warning")

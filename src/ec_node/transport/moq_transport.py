@@ -65,7 +65,7 @@ from ec_node.errors import ConfigError, UnreachableError, UsageError
 from ec_node.transport.addr import EndpointAddr
 from ec_node.transport.base import GroupEvent, NotFoundError, PeerLostError, TrackWriter
 from ec_node.transport.identity import NodeIdentity
-from ec_node.transport.shedding import SHED_CODE, SessionMeter, ShedLimits, refuse_reason, shed_reason
+from ec_node.transport.shedding import SHED_CODE, SessionMeter, ShedLimits, pick_shed, refuse_reason
 
 log = logging.getLogger(__name__)
 
@@ -302,17 +302,15 @@ class MoqListener:
         """Shed sessions that fall too far behind (see :mod:`ec_node.transport.shedding`)."""
         while True:
             await asyncio.sleep(self._config.lag_check_s)
-            for task, session in list(self._sessions.items()):
-                meter = self._meters.get(task)
-                if session is None or meter is None:
-                    continue
-                why = shed_reason(meter, self._published.bytes, _bytes_sent(session), self._shed)
-                if why is not None:
-                    log.warning("shedding a subscriber session: %s", why)
-                    self.on_event({"event": "subscriber_shed", "detail": why})
-                    self._meters.pop(task, None)
-                    with contextlib.suppress(moq.Error):
-                        session.cancel(SHED_CODE)
+            held = {t: s for t, s in self._sessions.items() if s is not None and t in self._meters}
+            sent = {t: _bytes_sent(s) for t, s in held.items()}
+            meters = {t: self._meters[t] for t in held}
+            for task, why in pick_shed(meters, self._published.bytes, sent, self._shed).items():
+                log.warning("shedding a subscriber session: %s", why)
+                self.on_event({"event": "subscriber_shed", "detail": why})
+                self._meters.pop(task, None)
+                with contextlib.suppress(moq.Error):
+                    held[task].cancel(SHED_CODE)
 
 
 def _bytes_sent(session: moq.Session) -> int:

@@ -16,6 +16,9 @@ numbers in, a decision out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 #: The application error code a shed session is closed with (moq reports it as app code 64 + this).
 SHED_CODE = 429
@@ -23,10 +26,13 @@ SHED_CODE = 429
 
 @dataclass(frozen=True)
 class ShedLimits:
-    """``max_sessions``: sessions held at once (None: any); ``max_lag_bytes``: lag before a session is shed."""
+    """``max_sessions``: sessions held at once (None: any); ``max_lag_bytes``: lag before a session is shed;
+    ``max_total_lag_bytes``: the lag of all sessions together, beyond which the furthest behind go first
+    (what bounds memory when the node as a whole cannot keep up, each session within its own limit)."""
 
     max_sessions: int | None = 64
     max_lag_bytes: int | None = 32 * 1024 * 1024
+    max_total_lag_bytes: int | None = 256 * 1024 * 1024
     min_share: float = 0.1
 
 
@@ -58,6 +64,30 @@ def shed_reason(meter: SessionMeter, published: int, sent: int, limits: ShedLimi
     if lag > limits.max_lag_bytes and meter.chunks_reader:
         return f"fell {lag / 1e6:.1f} MB behind (limit {limits.max_lag_bytes / 1e6:.1f} MB)"
     return None
+
+
+def pick_shed(meters: dict[T, SessionMeter], published: int, sent: dict[T, int], limits: ShedLimits) -> dict[T, str]:
+    """The sessions to shed now, with why: each one over its own limit, then the furthest behind until the
+    total is within its limit. Updates every meter."""
+    out: dict[T, str] = {}
+    lags: dict[T, int] = {}
+    for key, meter in meters.items():
+        why = shed_reason(meter, published, sent[key], limits)
+        if why is not None:
+            out[key] = why
+        elif meter.chunks_reader:
+            lags[key] = meter.lag(published, sent[key])
+    total = sum(lags.values())
+    budget = limits.max_total_lag_bytes
+    for key in sorted(lags, key=lambda k: lags[k], reverse=True):
+        if budget is None or total <= budget:
+            break
+        out[key] = (
+            f"furthest behind ({lags[key] / 1e6:.1f} MB) while all sessions together lag {total / 1e6:.1f} MB "
+            f"(limit {budget / 1e6:.1f} MB)"
+        )
+        total -= lags[key]
+    return out
 
 
 def refuse_reason(held: int, limits: ShedLimits) -> str | None:
