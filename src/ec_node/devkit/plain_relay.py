@@ -42,7 +42,7 @@ from ec_node.pipeline.aio import install_stop_signals
 from ec_node.pipeline.startup import StartupObject, read_startup_file
 from ec_node.transport.addr import EndpointAddr, parse_endpoint_addr
 from ec_node.transport.identity import load_or_create_identity
-from ec_node.transport.moq_transport import describe_moq_error
+from ec_node.transport.moq_transport import describe_moq_error, start_server
 
 log = logging.getLogger("ec_node.plain_relay")
 
@@ -102,21 +102,9 @@ class PlainRelay:
         try:
             broadcast, startup_hint = await self._broadcast()
             identity = load_or_create_identity(self.cfg.identity_dir)
-            server = moq.Server(
-                self.cfg.listen,
-                tls_cert=[str(identity.cert_pem_path)],
-                tls_key=[str(identity.key_pem_path)],
-                publish=self.origin,
-                subscribe=moq.OriginProducer(cache_capacity_bytes=_SIDE_ORIGIN_BYTES),
-            )
+            side = moq.OriginProducer(cache_capacity_bytes=_SIDE_ORIGIN_BYTES)
+            server = await start_server(self.cfg.listen, identity, self.origin, side)
             try:
-                await server.__aenter__()
-            except moq.Error as exc:
-                raise UsageError(f"cannot listen on {self.cfg.listen!r}: {describe_moq_error(exc)}") from None
-            try:
-                fingerprints = [fp.lower() for fp in server.cert_fingerprints()]  # before any accept()
-                if identity.fingerprint not in fingerprints:
-                    raise EcError(f"TLS stack reports {fingerprints}, identity says {identity.fingerprint}")
                 endpoint = EndpointAddr(id=identity.fingerprint, addrs=(server.local_addr,))
                 StartupObject(
                     endpoint,

@@ -610,28 +610,8 @@ class MoqTransport:
             raise UsageError(f"cache size must be positive, got {cache}")
         origin = moq.OriginProducer(cache_capacity_bytes=cache)
         consume_origin = moq.OriginProducer(cache_capacity_bytes=cache)
-        server = moq.Server(
-            bind,
-            tls_cert=[str(identity.cert_pem_path)],
-            tls_key=[str(identity.key_pem_path)],
-            publish=origin,
-            subscribe=consume_origin,
-        )
-        try:
-            await server.__aenter__()
-        except moq.Error as exc:
-            raise UsageError(f"cannot listen on {bind!r}: {describe_moq_error(exc)}") from None
-        try:
-            fingerprints = [fp.lower() for fp in server.cert_fingerprints()]  # before any accept()
-            if identity.fingerprint not in fingerprints:
-                raise ConfigError(
-                    f"TLS stack reports fingerprints {fingerprints}, identity says {identity.fingerprint}"
-                )
-            local = server.local_addr
-        except BaseException:
-            await server.__aexit__(None, None, None)
-            raise
-        addrs = tuple(advertise) if advertise else (_dialable(local),)
+        server = await start_server(bind, identity, origin, consume_origin)
+        addrs = tuple(advertise) if advertise else (_dialable(server.local_addr),)
         endpoint = EndpointAddr(id=identity.fingerprint, addrs=addrs)
         return MoqListener(server, origin, consume_origin, endpoint, self.config, shed)
 
@@ -678,6 +658,31 @@ class MoqTransport:
             publish=moq.OriginProducer(cache_capacity_bytes=cache),
             subscribe=moq.OriginProducer(cache_capacity_bytes=cache),
         )
+
+
+async def start_server(
+    bind: str, identity: NodeIdentity, publish: moq.OriginProducer, subscribe: moq.OriginProducer
+) -> moq.Server:
+    """A running moq Server presenting ``identity``'s certificate (checked: it is the node id peers pin)."""
+    server = moq.Server(
+        bind,
+        tls_cert=[str(identity.cert_pem_path)],
+        tls_key=[str(identity.key_pem_path)],
+        publish=publish,
+        subscribe=subscribe,
+    )
+    try:
+        await server.__aenter__()
+    except moq.Error as exc:
+        raise UsageError(f"cannot listen on {bind!r}: {describe_moq_error(exc)}") from None
+    try:
+        fingerprints = [fp.lower() for fp in server.cert_fingerprints()]  # before any accept()
+        if identity.fingerprint not in fingerprints:
+            raise ConfigError(f"TLS stack reports fingerprints {fingerprints}, identity says {identity.fingerprint}")
+    except BaseException:
+        await server.__aexit__(None, None, None)
+        raise
+    return server
 
 
 def _dialable(local: str) -> str:
