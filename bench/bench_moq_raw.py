@@ -44,18 +44,23 @@ def _publisher(conn: Connection, payloads: list[bytes]) -> None:
     asyncio.run(main())
 
 
-async def _subscribe(addr: EndpointAddr) -> tuple[int, int, float]:
+async def _subscribe(addr: EndpointAddr, n: int) -> tuple[int, int, float]:
     session = await MoqTransport().connect(addr, 10)
     try:
         sub = await session.subscribe(BROADCAST, TRACK, start=0)
-        count = size = 0
+        got: dict[int, int] = {}
         t_end = 0.0
         async for event in sub:
             if isinstance(event, GroupEvent):
-                count += 1
-                size += len(event.payload)
+                got[event.sequence] = len(event.payload)
                 t_end = time.time()
-        return count, size, t_end
+        # groups still in flight when the track ended are fetched, as the node core does
+        missing = [seq for seq in range(n) if seq not in got]
+        if missing:
+            fetched = await session.fetch_many(BROADCAST, TRACK, missing)
+            got.update({seq: len(p) for seq, p in fetched.items() if p is not None})
+            t_end = time.time()
+        return len(got), sum(got.values()), t_end
     finally:
         await session.close()
 
@@ -68,7 +73,7 @@ def run_raw(payloads: list[bytes]) -> float:
     proc.start()
     try:
         addr = EndpointAddr(**{k: tuple(v) if k == "addrs" else v for k, v in parent.recv().items()})
-        count, size, t_end = asyncio.run(_subscribe(addr))
+        count, size, t_end = asyncio.run(_subscribe(addr, len(payloads)))
         t0 = parent.recv()
         parent.send("done")
         if count != len(payloads):

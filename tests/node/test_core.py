@@ -162,6 +162,21 @@ def test_a_backfilled_copy_fills_the_hole_before_the_deadline() -> None:
     assert [s.chunk_index for s in r.segments()] == [w.sequence for w in o[:3]] and r.events("gap") == []
 
 
+def test_a_hole_at_the_end_of_the_track_is_fetched_from_the_peer_that_ended_it() -> None:
+    r = Run(manifests_peer=None, settings={"require_manifest": False})
+    r.up()
+    o = PUB.objects
+    r.obj(o[0].payload, seq=o[0].sequence)
+    r.obj(o[2].payload, seq=o[2].sequence)  # o[1] is still in flight when the track ends
+    _end_objects(r)
+    assert not r.of(Exit)  # it waits for the hole
+    assert r.of(Fetch, r.advance(0.5)) == [Fetch("a", Track.CHUNKS, (o[1].sequence,))]
+    r.feed(GroupReceived("a", Track.CHUNKS, o[1].sequence, o[1].payload, backfilled=True))
+    r.advance(0.1)
+    assert [s.chunk_index for s in r.segments()] == [w.sequence for w in o[:3]]
+    assert r.of(Exit) == [Exit(ExitCode.OK, "stream ended")]
+
+
 def test_signed_link_across_a_jump_needs_no_wait() -> None:
     cs = WHOLE[:3]
     jumped = [*cs, *[replace(c, index=c.index + 1000) for c in WHOLE[3:6]]]

@@ -61,6 +61,9 @@ log = logging.getLogger(__name__)
 #: ``measure(data, nominal_ms)``: a chunk's real duration from its own timestamps (None if unknown).
 Measure = Callable[[bytes, int], "int | None"]
 
+#: Links a hole may be fetched from: live ones, and ended ones (the peer still has the groups; a track's
+#: last groups can arrive after its end, on their own streams, or not at all).
+_FETCHABLE = (LinkPhase.UP, LinkPhase.STALLED, LinkPhase.ENDED)
 _SEEN_WINDOW = 4096  # manifest sequences remembered to re-serve each at most once
 VERIFIER_RETAINED_SLOTS = 8192  # manifest slots a node remembers (bounded memory)
 
@@ -145,10 +148,13 @@ class NodeCore:
         if self.done is not None:
             return out
         link = self.links.get((event.peer, event.track))
-        if link is None or link.phase.final:
+        fetched_after_end = isinstance(event, GroupReceived) and event.backfilled and link is not None \
+            and link.phase is LinkPhase.ENDED  # fmt: skip
+        if link is None or (link.phase.final and not fetched_after_end):
             return out  # not a link of ours, or one we are finished with
         if isinstance(event, GroupReceived):
-            self._activity(link, now, out)
+            if not fetched_after_end:
+                self._activity(link, now, out)
             if event.track is Track.CHUNKS:
                 self._object_arrived(event, now, out)
             else:
@@ -461,7 +467,7 @@ class NodeCore:
         unknown = sorted({i // self._epoch_chunks for i in range(first, end)
                           if self.verifier.slot_state(i) is SlotState.UNKNOWN})  # fmt: skip
         for link in self.links.values():
-            if link.phase not in (LinkPhase.UP, LinkPhase.STALLED):
+            if link.phase not in _FETCHABLE:
                 continue
             if link.track is Track.CHUNKS and missing:
                 out.append(Fetch(link.peer, Track.CHUNKS, missing))
@@ -501,9 +507,13 @@ class NodeCore:
         objects = [lk for lk in self.links.values() if lk.track is Track.CHUNKS]
         if not all(lk.phase.final for lk in objects) or self._deferred:
             return
-        # every objects peer is finished or gone: wait for manifests still owed, then end
+        # every objects peer is finished or gone: wait for a hole being fetched, and for manifests still
+        # owed, then end
         if self._objects_done_at is None:
             self._objects_done_at = now
+        hole_at = self._reorder.hole_since
+        if hole_at is not None and now < hole_at + s.reorder_s and any(lk.phase is LinkPhase.ENDED for lk in objects):
+            return
         owed = v.pending_count > 0 and not self._manifests_done
         if owed and now < self._objects_done_at + s.manifest_timeout_s:
             self._say_waiting("manifests for the buffered objects", s.manifest_timeout_s, out)
