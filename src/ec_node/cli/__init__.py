@@ -17,7 +17,6 @@ import click
 from ec_node import __version__
 from ec_node.cli.exits import documents_exits, error_line, exit_code_for
 from ec_node.errors import ExitCode
-from ec_node.memory import tune_malloc
 
 #: The command modules of this package, in registration order; each exports ``COMMANDS``.
 COMMAND_MODULES = ("chunk", "media", "hdhr", "keys", "moq", "demo", "relay")
@@ -62,7 +61,6 @@ _register()
 
 def main() -> None:
     """Console-script entry point (``ec-node``)."""
-    tune_malloc()
     cli(prog_name="ec-node")
 
 

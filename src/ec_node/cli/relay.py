@@ -11,6 +11,7 @@ import click
 from ec_node.cli.exits import documents_exits
 from ec_node.cli.pull_options import pull_config, pull_options
 from ec_node.errors import ExitCode
+from ec_node.memory import tune_malloc
 from ec_node.pipeline.relay import RelayConfig, run_relay
 
 
@@ -93,6 +94,7 @@ def relay(
         max_total_lag_mb=max_total_lag_mb,
         **pull_config(kw),
     )
+    tune_malloc()  # a relay's memory grows with its subscribers; the CPU this costs is cheap there
     asyncio.run(run_relay(cfg))
 
 
