@@ -149,6 +149,18 @@ def test_a_hole_is_fetched_then_given_up_on_with_a_gap() -> None:
     assert [s.chunk_index for s in r.segments()] == [o[0].sequence, o[2].sequence]
 
 
+def test_a_peer_that_lied_about_an_index_is_not_asked_for_it_again() -> None:
+    r = Run(objects_peers=("liar", "honest"))
+    r.up()
+    for m in PUB.manifests:
+        r.man(m)
+    o = PUB.objects
+    r.obj(o[0].payload, "honest", o[0].sequence)
+    r.obj(impostor(o[1].sequence), "liar", o[1].sequence)
+    r.obj(o[2].payload, "honest", o[2].sequence)
+    assert r.of(Fetch, r.advance(0.5)) == [Fetch("honest", Track.CHUNKS, (o[1].sequence,))]
+
+
 def test_a_backfilled_copy_fills_the_hole_before_the_deadline() -> None:
     r = Run()
     r.up()

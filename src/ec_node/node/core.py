@@ -136,6 +136,7 @@ class NodeCore:
         self._objects_done_at: float | None = None
         self._fetched_hole: tuple[int, int] | None = None
         self._served_manifests: OrderedDict[int, None] = OrderedDict()
+        self._lied_at: OrderedDict[int, set[str]] = OrderedDict()  # chunk index -> peers that served a lie there
         self._epoch_chunks = 1  # learned from accepted manifests
         self._waiting_said: str | None = None
         self._next_status = now + s.status_every_s
@@ -227,7 +228,9 @@ class NodeCore:
         if self._leader_gone_since is not None:
             times.append(self._leader_gone_since + s.manifest_timeout_s)
         if self._objects_done_at is not None and not self.finished:
-            times.append(self._objects_done_at + s.manifest_timeout_s)
+            # (while a hole is still being fetched the end waits for that first: see _check_end)
+            end_at = self._objects_done_at + s.manifest_timeout_s
+            times.append(end_at if hole_at is None else max(end_at, hole_at + s.reorder_s))
         return min(times)
 
     def status(self) -> Status:
@@ -299,6 +302,10 @@ class NodeCore:
         peer = peer or UNKNOWN_PEER
         c = self.ledger.charge(peer, reason)
         out.append(ObjectRejected(index, reason.value, detail, peer, c.fault))
+        if c.fault and index is not None:  # never ask it for this index again (a hole's backfill)
+            self._lied_at.setdefault(index, set()).add(peer)
+            while len(self._lied_at) > _SEEN_WINDOW:
+                self._lied_at.popitem(last=False)
         if c.drop:
             limit = self.ledger.max_rejections
             assert limit is not None
@@ -469,8 +476,9 @@ class NodeCore:
         for link in self.links.values():
             if link.phase not in _FETCHABLE:
                 continue
-            if link.track is Track.CHUNKS and missing:
-                out.append(Fetch(link.peer, Track.CHUNKS, missing))
+            mine = tuple(i for i in missing if link.peer not in self._lied_at.get(i, ()))
+            if link.track is Track.CHUNKS and mine:
+                out.append(Fetch(link.peer, Track.CHUNKS, mine))
             elif link.track is Track.MANIFESTS and unknown and self.settings.require_manifest:
                 out.append(Fetch(link.peer, Track.MANIFESTS, tuple(unknown)))
 
