@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ec_node.errors import ExitCode
-from ec_node.integrity.errors import IntegrityRejection, RejectReason
+from ec_node.integrity.errors import PEER_FAULTS, IntegrityRejection, RejectReason
 from ec_node.integrity.frames import DEFAULT_LIMITS, Limits
 from ec_node.integrity.manifest import parse_manifest, prev_chunk_index
 from ec_node.integrity.verifier import AcceptedObject, DroppedObject, SlotState, Verdict, Verifier
@@ -196,7 +196,7 @@ class NodeCore:
         self._deferred = [d for d in self._deferred if d[0] > now]
         for _, group, arrived in due:
             if not self.ledger.is_dropped(group.peer):
-                self._object(group.payload, group.peer, arrived, now, out)
+                self._object(group.payload, group.peer, arrived, now, out, group.sequence)
         for link in self.links.values():
             self._link_timers(link, now, out)
         if now >= self._next_status:
@@ -266,10 +266,12 @@ class NodeCore:
                 self._deferred.pop(0)  # bounded: a flooding liar loses its oldest
             self._deferred.append((now + s.penalty_s, group, now))
             return
-        self._object(group.payload, group.peer, now, now, out)
+        self._object(group.payload, group.peer, now, now, out, group.sequence)
 
-    def _object(self, payload: bytes, peer: str, arrived: float, now: float, out: list[Output]) -> None:
+    def _object(self, payload: bytes, peer: str, arrived: float, now: float, out: list[Output], sequence: int) -> None:
         d = self.verifier.add_object(payload, source=peer)
+        if d.verdict is Verdict.REJECTED and d.chunk_index is None and d.reason in PEER_FAULTS:
+            self._note_lie(sequence, peer)  # undecodable: the group it came as is the index it lied about
         if d.chunk_index is not None and d.verdict in (Verdict.PENDING, Verdict.ACCEPTED):
             self._arrived.setdefault(d.chunk_index, arrived)
             while len(self._arrived) > 4 * self.verifier.max_pending_objects + self.settings.max_held:
@@ -279,6 +281,12 @@ class NodeCore:
             self._reject(d.chunk_index, d.reason, d.detail, peer, out)
         self._dropped(d.dropped, out)
         self._accepted(d.released, now, out)
+
+    def _note_lie(self, index: int, peer: str) -> None:
+        """``peer`` served a lie at ``index``: never ask it for that index again (a hole's backfill)."""
+        self._lied_at.setdefault(index, set()).add(peer)
+        while len(self._lied_at) > _SEEN_WINDOW:
+            self._lied_at.popitem(last=False)
 
     def _accepted(self, released: Iterable[AcceptedObject], now: float, out: list[Output]) -> None:
         s = self.settings
@@ -302,10 +310,8 @@ class NodeCore:
         peer = peer or UNKNOWN_PEER
         c = self.ledger.charge(peer, reason)
         out.append(ObjectRejected(index, reason.value, detail, peer, c.fault))
-        if c.fault and index is not None:  # never ask it for this index again (a hole's backfill)
-            self._lied_at.setdefault(index, set()).add(peer)
-            while len(self._lied_at) > _SEEN_WINDOW:
-                self._lied_at.popitem(last=False)
+        if c.fault and index is not None:
+            self._note_lie(index, peer)
         if c.drop:
             limit = self.ledger.max_rejections
             assert limit is not None
