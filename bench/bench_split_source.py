@@ -150,7 +150,7 @@ def complete_chunks(path: Path) -> list[bytes]:
     return [c.data for c in ch.feed(data) + ch.flush() if c.complete]
 
 
-_PROGRESS = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .* progress chunk=(\d+) ")
+_PROGRESS = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .* published \{.*'chunk_index': (\d+),")
 
 
 def _cpu_s(pid: int) -> float | None:
