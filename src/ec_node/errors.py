@@ -82,9 +82,3 @@ class OutputError(EcError):
     """Something the node must write cannot be written."""
 
     code = ExitCode.OUTPUT
-
-
-class EndedEarlyError(EcError):
-    """The stream ended before the requested amount was received."""
-
-    code = ExitCode.ENDED_EARLY

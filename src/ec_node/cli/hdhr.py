@@ -8,26 +8,26 @@ from typing import Any
 
 import click
 
-from ec_node.cli.exits import documents_exits, exit_codes_help
+from ec_node.cli.exits import documents_exits
 from ec_node.errors import ExitCode, UnreachableError
 from ec_node.hdhr.discovery import DISCOVER_PORT
 
-_EXIT_HELP = exit_codes_help(
-    ExitCode.OK, ExitCode.USAGE, ExitCode.UNREACHABLE, ExitCode.TUNER_BUSY, ExitCode.CONFIG, ExitCode.OUTPUT
-)
+_EXITS = (ExitCode.OK, ExitCode.USAGE, ExitCode.UNREACHABLE, ExitCode.TUNER_BUSY, ExitCode.CONFIG, ExitCode.OUTPUT)
 
 
 def _emit(obj: Any) -> None:
     click.echo(json.dumps(obj, separators=(",", ":")))
 
 
-@click.group(help=f"Talk to HDHomeRun tuners.\n\n{_EXIT_HELP}")
+@documents_exits(*_EXITS)
+@click.group(help="Talk to HDHomeRun tuners.")
 def hdhr() -> None:
     """Command group for the HDHomeRun client subcommands."""
     pass
 
 
-@hdhr.command(help=f"Find tuners by UDP discovery (port 65001); one JSON line per device.\n\n{_EXIT_HELP}")
+@documents_exits(*_EXITS)
+@hdhr.command(help="Find tuners by UDP discovery (port 65001); one JSON line per device.")
 @click.option("--target", default="255.255.255.255", show_default=True, help="Broadcast or unicast address.")
 @click.option("--port", type=click.IntRange(1, 65535), default=DISCOVER_PORT, show_default=True)
 @click.option(
@@ -49,7 +49,8 @@ def discover(target: str, port: int, timeout_s: float) -> None:
         _emit(d.to_json())
 
 
-@hdhr.command(help=f"Print a device's lineup.json, one JSON line per channel. HOST is host[:port].\n\n{_EXIT_HELP}")
+@documents_exits(*_EXITS)
+@hdhr.command(help="Print a device's lineup.json, one JSON line per channel. HOST is host[:port].")
 @click.argument("host")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(0.1, 120), default=10.0, show_default=True)
 def lineup(host: str, timeout_s: float) -> None:
@@ -60,10 +61,11 @@ def lineup(host: str, timeout_s: float) -> None:
         _emit(entry.to_json())
 
 
+@documents_exits(*_EXITS)
 @hdhr.command(
     help=(
         "Record CHANNEL (GuideNumber, e.g. 7.1) from HOST[:port] for --duration seconds using the device's "
-        "?duration= query. Prints one JSON summary line. Partial output is removed on failure.\n\n" + _EXIT_HELP
+        "?duration= query. Prints one JSON summary line. Partial output is removed on failure."
     )
 )
 @click.argument("host")

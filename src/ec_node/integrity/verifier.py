@@ -101,8 +101,8 @@ class _Pending:
     frame: bytes
     plaintext: bytes | None
     size: int
-    source: str = ""
-    digest: bytes | None = None
+    source: str
+    digest: bytes  # fingerprint of the ciphertext, computed once on arrival
 
 
 class Verifier:
@@ -358,8 +358,8 @@ class Verifier:
         meta: ObjectMeta,
         raw: bytes,
         plaintext: bytes | None,
-        source: str = "",
-        digest: bytes | None = None,
+        source: str,
+        digest: bytes,
     ) -> ObjectDecision:
         for p in self._pending.get(idx, ()):
             if p.meta.chunk_hash == meta.chunk_hash:
@@ -424,8 +424,8 @@ class Verifier:
         raw: bytes,
         plaintext: bytes | None,
         manifest: Manifest,
-        source: str = "",
-        digest: bytes | None = None,
+        source: str,
+        digest: bytes,
     ) -> AcceptedObject | DroppedObject:
         body = manifest.body
         reason: RejectReason | None = None
@@ -459,9 +459,9 @@ class Verifier:
         plaintext: bytes | None,
         manifest_id: str,
         source: str,
-        digest: bytes | None = None,
+        digest: bytes,
     ) -> AcceptedObject:
-        self._accepted[idx] = _digest(decode_frame(raw, self.limits).payload) if digest is None else digest
+        self._accepted[idx] = digest
         while len(self._accepted) > self.max_retained_slots:  # bounded (unverified mode): forget the oldest
             old = next(iter(self._accepted))
             del self._accepted[old]

@@ -130,7 +130,7 @@ class NodeCore:
         self.done: Exit | None = None
         self.finished = False  # relay: tracks finished after the upstream ended
         self._arrived: OrderedDict[int, float] = OrderedDict()  # chunk index -> first arrival, until used
-        self._deferred: list[tuple[float, GroupReceived, float]] = []  # (due, group, arrived)
+        self._deferred: list[tuple[float, GroupReceived]] = []  # (due, group); it arrived penalty_s before due
         self._manifests_done = manifests_peer is None
         self._leader_gone_since: float | None = None
         self._objects_done_at: float | None = None
@@ -194,9 +194,9 @@ class NodeCore:
             return out
         due = [d for d in self._deferred if d[0] <= now]
         self._deferred = [d for d in self._deferred if d[0] > now]
-        for _, group, arrived in due:
+        for at, group in due:
             if not self.ledger.is_dropped(group.peer):
-                self._object(group.payload, group.peer, arrived, now, out, group.sequence)
+                self._object(group.payload, group.peer, at - self.settings.penalty_s, now, out, group.sequence)
         for link in self.links.values():
             self._link_timers(link, now, out)
         if now >= self._next_status:
@@ -264,7 +264,7 @@ class NodeCore:
             # a peer that lied before waits its turn: an honest copy that arrives meanwhile wins
             if len(self._deferred) >= s.max_deferred:
                 self._deferred.pop(0)  # bounded: a flooding liar loses its oldest
-            self._deferred.append((now + s.penalty_s, group, now))
+            self._deferred.append((now + s.penalty_s, group))
             return
         self._object(group.payload, group.peer, now, now, out, group.sequence)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ec_node.errors import UsageError
+from ec_node.errors import EcError, ExitCode, UsageError
 from ec_node.integrity.frames import Limits
 from ec_node.integrity.keys import derive_stream_key, parse_network_secret, parse_signer_id
 from ec_node.integrity.stream_id import validate_stream_id
@@ -88,14 +88,6 @@ def default_transport(cfg: PullConfig) -> Transport:
     )
 
 
-def _unique(addrs: list[EndpointAddr]) -> list[EndpointAddr]:
-    out: list[EndpointAddr] = []
-    for a in addrs:
-        if a not in out:
-            out.append(a)
-    return out
-
-
 @dataclass
 class Pull:
     """A prepared pull: the core and the links that feed it (not started)."""
@@ -128,7 +120,7 @@ def prepare_pull(
     stream_id = validate_stream_id(cfg.stream_id or broadcast)
     secret = parse_network_secret(cfg.network_secret)
     trusted = [parse_signer_id(s) for s in cfg.trust_signers]
-    obj_addrs = _unique([parse_endpoint_addr(r) for r in cfg.remotes])
+    obj_addrs = list(dict.fromkeys(parse_endpoint_addr(r) for r in cfg.remotes))  # each peer once
     man_addr = parse_endpoint_addr(cfg.remote_manifests) if cfg.remote_manifests else obj_addrs[0]
     relay = settings.role is Role.RELAY
     # a relay that does not verify passes objects on unopened (it may not hold a private swarm's key)
@@ -153,6 +145,16 @@ def prepare_pull(
     return Pull(stream_id, core, objects, manifests, queue)
 
 
+class RunFailed(EcError):
+    """The core ended the run with a non-zero exit (its reason is the one line the user reads)."""
+
+
+def raise_unless_ok(done: Exit | None) -> None:
+    """Turn the core's exit into the process's: nothing for ok or a stop signal, RunFailed otherwise."""
+    if done is not None and done.code is not ExitCode.OK:
+        raise RunFailed(done.reason, done.code)
+
+
 class Reporter:
     """Shows reports: JSON lines on ``out`` (``--json``), and log lines at each report's level."""
 
@@ -168,8 +170,10 @@ class Reporter:
 
     def emit(self, obj: dict[str, Any], level: str = "info") -> None:
         """Show one event the shell itself observed (segment written, start, end)."""
-        log.log(logging.getLevelName(level.upper()), "%s %s", obj.get("event"), json.dumps(
-            {k: v for k, v in obj.items() if k != "event"}, separators=(",", ":")))  # fmt: skip
+        lvl = logging.getLevelName(level.upper())
+        if log.isEnabledFor(lvl):  # (a segment event per chunk: no JSON unless someone reads it)
+            fields = json.dumps({k: v for k, v in obj.items() if k != "event"}, separators=(",", ":"))
+            log.log(lvl, "%s %s", obj.get("event"), fields)
         if self.out is not None:
             emit_json(self.out, obj)
 
@@ -205,7 +209,7 @@ class NodeShell:
                 item = await self._next(None if deadline is None else max(0.0, deadline - now))
                 outs = self.core.handle(item[1], item[0]) if item is not None else []
                 now = time.monotonic()
-                deadline = self.core.next_deadline()
+                # (an input only adds deadlines after its own time, so the one waited for still decides)
                 if deadline is not None and now >= deadline:
                     outs += self.core.on_timer(now)
                 done = await self.apply(outs)

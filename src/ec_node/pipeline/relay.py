@@ -23,11 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from ec_node.errors import EcError, ExitCode, UsageError
+from ec_node.errors import UsageError
 from ec_node.node.events import FinishTrack, ServeGroup, Track
 from ec_node.node.settings import Role
 from ec_node.pipeline.aio import install_stop_signals
-from ec_node.pipeline.node_shell import Effects, NodeShell, PullConfig, Reporter, default_transport, prepare_pull
+from ec_node.pipeline.node_shell import (
+    Effects,
+    NodeShell,
+    PullConfig,
+    Reporter,
+    default_transport,
+    prepare_pull,
+    raise_unless_ok,
+)
 from ec_node.pipeline.startup import StartupObject, broadcast_from_startup
 from ec_node.transport.base import Transport
 from ec_node.transport.identity import load_or_create_identity
@@ -48,10 +56,6 @@ class RelayConfig(PullConfig):
     max_subscribers: int | None = 64  # downstream sessions held at once
     max_lag_mb: int | None = 32  # a downstream session further behind than this is shed
     max_total_lag_mb: int | None = 256  # ... and the furthest behind while all together lag more
-
-
-class _Exit(EcError):
-    pass
 
 
 async def run_relay(cfg: RelayConfig, out: TextIO = sys.stdout, transport: Transport | None = None) -> None:
@@ -92,7 +96,7 @@ async def run_relay(cfg: RelayConfig, out: TextIO = sys.stdout, transport: Trans
 
         def finish(f: FinishTrack) -> None:
             writers[f.track].finish()
-            if all(getattr(w, "finished", True) for w in writers.values()):
+            if f.track is Track.CHUNKS:  # the core finishes chunks once every objects upstream ended
                 log.info("upstream ended; serving the cache until stopped")
 
         StartupObject(listener.endpoint_addr, broadcast, pull.stream_id, tuple(tracks)).announce(out, cfg.addr_file)
@@ -107,8 +111,7 @@ async def run_relay(cfg: RelayConfig, out: TextIO = sys.stdout, transport: Trans
         log.info("served by peer: %s", dict(pull.core.served_by))
     finally:
         await listener.close()
-    if done is not None and done.code is not ExitCode.OK:
-        raise _Exit(done.reason, done.code)
+    raise_unless_ok(done)
 
 
 __all__ = ["RelayConfig", "broadcast_from_startup", "run_relay"]

@@ -16,12 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from ec_node.errors import EcError, ExitCode, UsageError
+from ec_node.errors import ExitCode, UsageError
 from ec_node.node.events import WriteSegment
 from ec_node.node.settings import Role
 from ec_node.pipeline.aio import install_stop_signals, rss_mb
 from ec_node.pipeline.hls import HlsSink
-from ec_node.pipeline.node_shell import Effects, NodeShell, PullConfig, Reporter, default_transport, prepare_pull
+from ec_node.pipeline.node_shell import (
+    Effects,
+    NodeShell,
+    PullConfig,
+    Reporter,
+    default_transport,
+    prepare_pull,
+    raise_unless_ok,
+)
 from ec_node.transport.base import Transport
 from ec_node.ts.chunker import measure_duration_ms
 
@@ -37,10 +45,6 @@ class SubscribeConfig(PullConfig):
     stop_after: int | None = None
     output_dir: Path = Path("hls")
     hls_window: int = 0
-
-
-class _Exit(EcError):
-    pass
 
 
 async def run_subscribe(cfg: SubscribeConfig, out: TextIO = sys.stdout, transport: Transport | None = None) -> None:
@@ -80,8 +84,7 @@ async def run_subscribe(cfg: SubscribeConfig, out: TextIO = sys.stdout, transpor
                  "rejected": st.rejected, "dropped": st.dropped, "manifests": st.manifests,
                  "rss_mb": rss_mb()})  # fmt: skip
     log.info("done: %s (%d segments, %d rejected)", reason, st.segments, st.rejected)
-    if code is not ExitCode.OK:
-        raise _Exit(reason, code)
+    raise_unless_ok(done)
 
 
 __all__ = ["SubscribeConfig", "run_subscribe"]

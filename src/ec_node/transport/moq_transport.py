@@ -55,7 +55,7 @@ import functools
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -421,9 +421,6 @@ async def _read_payload(group: moq.GroupConsumer, limit: int) -> bytes:
             raise ValueError(f"group larger than {limit} bytes")
         parts.append(frame.payload)
     return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-FetchMany = Callable[[list[int]], Awaitable[dict[int, bytes | None]]]
 
 
 async def _fetch_payload(broadcast: moq.BroadcastConsumer, track: str, sequence: int, limit: int) -> bytes:

@@ -220,9 +220,10 @@ class Chunker:
                 video = self.info.video_pid
                 continue
             if pid == PSIP_BASE_PID:
-                for sec in self._psip_col.feed(data[off : off + PACKET_SIZE]):
-                    if len(self.info.psip_sections) < MAX_PSIP_SECTIONS:
-                        self.info.psip_sections.append(sec.data)
+                if len(self.info.psip_sections) < MAX_PSIP_SECTIONS:  # enough kept: stop reassembling them
+                    for sec in self._psip_col.feed(data[off : off + PACKET_SIZE]):
+                        if len(self.info.psip_sections) < MAX_PSIP_SECTIONS:
+                            self.info.psip_sections.append(sec.data)
                 continue
             if pid != video or video is None:
                 continue

@@ -42,7 +42,6 @@ from ec_node.ts.psip import (
     SystemTime,
     VirtualChannel,
     parse_mgt,
-    parse_section_header,
     parse_stt,
     parse_tvct,
     parse_vct,
@@ -173,8 +172,8 @@ class _Walk:
             if tid == TID_MGT:
                 p.mgt = parse_mgt(sec)
             elif tid in (TID_TVCT, TID_CVCT):
-                channels = parse_vct(sec)
-                p.tvct_tsid = parse_section_header(sec).table_id_extension
+                channels = parse_vct(sec)  # (checked the header and CRC)
+                p.tvct_tsid = (sec[3] << 8) | sec[4]  # table_id_extension
                 known = {(c.major, c.minor) for c in p.channels}
                 p.channels += [c for c in channels if (c.major, c.minor) not in known]
             elif tid == TID_STT:
@@ -253,8 +252,8 @@ def lineup_complete(report: TsReport) -> bool:
     """Every PAT program has its PMT, and a VCT was seen: nothing more for a lineup to learn."""
     return (
         bool(report.programs)
+        and bool(report.channels)  # cheap first: it runs after every packet
         and all(report.pmt_of(prog) is not None for prog in report.programs)
-        and bool(report.channels)
     )
 
 

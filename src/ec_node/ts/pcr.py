@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ec_node.ts.packets import PACKET_SIZE, PCR_HZ, PacketFramer, read_pcr
+from ec_node.ts.packets import PACKET_SIZE, PCR_HZ, PacketFramer, pid_of, read_pcr
 
 PCR_WRAP = (1 << 33) * 300  # 33-bit base * 300 + 9-bit extension
 MAX_PCR_STEP_S = 1.0  # ISO 13818-1 spaces PCRs at most 0.1 s apart: ten times that is a splice, not a step
@@ -41,7 +41,7 @@ def pcr_packets(data: bytes | memoryview) -> list[tuple[int, int, int]]:
         off = r * PACKET_SIZE
         pcr = read_pcr(data, off)
         assert pcr is not None
-        out.append((r, ((data[off + 1] & 0x1F) << 8) | data[off + 2], pcr))
+        out.append((r, pid_of(data, off), pcr))
     return out
 
 
