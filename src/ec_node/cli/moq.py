@@ -11,6 +11,8 @@ import click
 from ec_node.cli.exits import documents_exits
 from ec_node.cli.pull_options import CHUNK_MS, pull_config, pull_options
 from ec_node.errors import ExitCode
+from ec_node.pipeline.channel_output import RENDITION_MODES
+from ec_node.pipeline.hls import DEFAULT_HLS_WINDOW
 from ec_node.pipeline.publish import PublishConfig, run_publish
 from ec_node.pipeline.subscribe import SubscribeConfig, run_subscribe
 from ec_node.ts.chunker import DEFAULT_CHUNK_MS
@@ -146,9 +148,21 @@ def moq_publish(
 @click.option(
     "--hls-window",
     type=click.IntRange(0),
-    default=0,
+    default=DEFAULT_HLS_WINDOW,
     show_default=True,
-    help="Segments kept in the playlist (0 = all).",
+    help="Segments kept in the live playlist (0 = all, an EVENT playlist that grows).",
+)
+@click.option(
+    "--http",
+    metavar="HOST:PORT",
+    help="Serve the watch page, HLS, a virtual HDHomeRun and /status here (e.g. 127.0.0.1:8080; port 0 = any).",
+)
+@click.option(
+    "--browser-rendition",
+    type=click.Choice(RENDITION_MODES),
+    default="auto",
+    show_default=True,
+    help="Also write an H.264/AAC rendition under OUTPUT_DIR/browser: auto = when the source is not browser-playable.",
 )
 def moq_subscribe(
     broadcast: str,
@@ -157,9 +171,11 @@ def moq_subscribe(
     stop_after: int | None,
     output_dir: Path,
     hls_window: int,
+    http: str | None,
+    browser_rendition: str,
     **kw: Any,
 ) -> None:
-    """Subscribe to a stream and write verified HLS (index.m3u8 + segment_NNNNNN.ts).
+    """Subscribe to a stream and write verified HLS (index.m3u8 + segment_NNNNNN.ts, master.m3u8).
 
     --remote may be repeated: every objects peer is pulled at once, the first verifiable copy of each
     chunk wins, stalled peers are noticed within two chunk durations and lying peers are dropped.
@@ -172,6 +188,8 @@ def moq_subscribe(
         stop_after=stop_after,
         output_dir=output_dir,
         hls_window=hls_window,
+        http=http,
+        browser_rendition=browser_rendition,
         **pull_config(kw),
     )
     asyncio.run(run_subscribe(cfg))

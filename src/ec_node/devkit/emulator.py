@@ -44,6 +44,7 @@ from ec_node.devkit.pacing import TsMedia, load_ts, schedule
 from ec_node.errors import BadInputError, ConfigError, UsageError
 from ec_node.hdhr import discovery
 from ec_node.hdhr.api import ERROR_TEXT
+from ec_node.hdhr.device import LINEUP_STATUS, Channel, DeviceIdentity, discover_json, lineup_json
 from ec_node.ts.inspect import probe_channels
 
 log = logging.getLogger(__name__)
@@ -360,30 +361,18 @@ class HdhrEmulator:
     def control_json(self, path: str) -> Any | None:
         """Body for a control API path, or None (404) for an unknown one."""
         if path == "/discover.json":
-            return {
-                "FriendlyName": FRIENDLY_NAME,
-                "ModelNumber": MODEL_NUMBER,
-                "FirmwareName": FIRMWARE_NAME,
-                "FirmwareVersion": FIRMWARE_VERSION,
-                "DeviceID": f"{self.device_id:08X}",
-                "DeviceAuth": self.device_auth,
-                "BaseURL": self.base_url,
-                "LineupURL": self.lineup_url,
-                "TunerCount": self.tuners,
-            }
+            dev = DeviceIdentity(self.device_id, FRIENDLY_NAME, MODEL_NUMBER, FIRMWARE_NAME, FIRMWARE_VERSION,
+                                 self.device_auth, self.tuners)  # fmt: skip
+            return discover_json(dev, self.base_url)
         if path == "/lineup.json":
-            out = []
-            for c in self.channels:
-                e: dict[str, Any] = {"GuideNumber": c.guide_number, "GuideName": c.guide_name}
-                if c.video_codec:
-                    e["VideoCodec"] = c.video_codec
-                if c.audio_codec:
-                    e["AudioCodec"] = c.audio_codec
-                e.update({"HD": 1, "SignalStrength": 100, "SignalQuality": 100, "URL": self.stream_url(c.guide_number)})
-                out.append(e)
-            return out
+            return lineup_json(
+                [
+                    Channel(c.guide_number, c.guide_name, self.stream_url(c.guide_number), c.video_codec, c.audio_codec)
+                    for c in self.channels
+                ]  # fmt: skip
+            )
         if path == "/lineup_status.json":
-            return {"ScanInProgress": 0, "ScanPossible": 1, "Source": "Antenna", "SourceList": ["Antenna", "Cable"]}
+            return {**LINEUP_STATUS, "ScanPossible": 1, "SourceList": ["Antenna", "Cable"]}
         if path == "/status.json":
             return self.status()
         return None

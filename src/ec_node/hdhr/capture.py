@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ec_node.atomic import output_mode
 from ec_node.errors import ConfigError, OutputError
 from ec_node.hdhr.api import duration_query
 from ec_node.hdhr.client import HdhrClient
@@ -66,6 +67,7 @@ def capture(
             os.close(fd)
             raise OutputError(f"cannot write output {out}: {e.strerror or e}") from e
         with f:
+            os.fchmod(fd, output_mode())  # a capture is an output: it honours the umask, like HLS
             t0 = time.monotonic()
             with client.open_stream(channel, duration_s, busy_retries=busy_retries, backoff_s=backoff_s) as stream:
                 for chunk in stream:

@@ -158,8 +158,9 @@ def raise_unless_ok(done: Exit | None) -> None:
 class Reporter:
     """Shows reports: JSON lines on ``out`` (``--json``), and log lines at each report's level."""
 
-    def __init__(self, out: TextIO | None) -> None:
+    def __init__(self, out: TextIO | None, tap: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.out = out
+        self.tap = tap  # also given every event (the watch server's state)
 
     def report(self, r: Report) -> None:
         """Show one core report."""
@@ -176,6 +177,8 @@ class Reporter:
             log.log(lvl, "%s %s", obj.get("event"), fields)
         if self.out is not None:
             emit_json(self.out, obj)
+        if self.tap is not None:
+            self.tap(obj)
 
 
 @dataclass

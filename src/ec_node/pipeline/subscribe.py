@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -20,7 +19,8 @@ from ec_node.errors import ExitCode, UsageError
 from ec_node.node.events import WriteSegment
 from ec_node.node.settings import Role
 from ec_node.pipeline.aio import install_stop_signals, rss_mb
-from ec_node.pipeline.hls import HlsSink
+from ec_node.pipeline.channel_output import ChannelOutput
+from ec_node.pipeline.hls import DEFAULT_HLS_WINDOW
 from ec_node.pipeline.node_shell import (
     Effects,
     NodeShell,
@@ -30,6 +30,9 @@ from ec_node.pipeline.node_shell import (
     prepare_pull,
     raise_unless_ok,
 )
+from ec_node.serve.server import WatchServer
+from ec_node.serve.state import WatchState
+from ec_node.transport.addr import parse_host_port
 from ec_node.transport.base import Transport
 from ec_node.ts.chunker import measure_duration_ms
 
@@ -44,7 +47,9 @@ class SubscribeConfig(PullConfig):
     max_invalid: int | None = None
     stop_after: int | None = None
     output_dir: Path = Path("hls")
-    hls_window: int = 0
+    hls_window: int = DEFAULT_HLS_WINDOW
+    http: str | None = None  # HOST:PORT of the watch server, or None
+    browser_rendition: str = "auto"  # auto | always | off
 
 
 async def run_subscribe(cfg: SubscribeConfig, out: TextIO = sys.stdout, transport: Transport | None = None) -> None:
@@ -62,28 +67,37 @@ async def run_subscribe(cfg: SubscribeConfig, out: TextIO = sys.stdout, transpor
         want_manifests=cfg.subscribe_manifests or cfg.require_manifest,
         measure=measure_duration_ms,
     )
-    sink = HlsSink(cfg.output_dir, window=cfg.hls_window, chunk_ms=cfg.chunk_ms)
-    report = Reporter(out if cfg.json else None)
+    http = parse_host_port(cfg.http, "--http", any_port=True) if cfg.http else None
+    watch = WatchServer(WatchState(), cfg.output_dir) if http else None
+    report = Reporter(out if cfg.json else None, tap=watch.on_event if watch else None)
+    output = ChannelOutput(cfg.output_dir, window=cfg.hls_window, chunk_ms=cfg.chunk_ms,
+                           rendition=cfg.browser_rendition, emit=report.emit)  # fmt: skip
+    try:
+        if watch is not None and http is not None:
+            url = await watch.start(*http)
+            sys.stderr.write(f"ec-node: watch at {url}/  (HLS {url}/hls/master.m3u8, tuner {url}/discover.json)\n")
+            report.emit({"event": "http", "url": url + "/"})
 
-    def write(seg: WriteSegment) -> None:
-        sink.write(seg.chunk_index, seg.data, seg.duration_ms)
-        latency = round((time.monotonic() - seg.received_at) * 1000, 2)  # object received -> segment on disk
-        report.emit({"event": "segment", "chunk_index": seg.chunk_index, "bytes": len(seg.data),
-                     "duration_ms": seg.duration_ms, "latency_ms": latency})  # fmt: skip
+        def write(seg: WriteSegment) -> None:
+            output.write(seg.chunk_index, seg.data, seg.duration_ms, seg.received_at)
 
-    stop = asyncio.Event()
-    install_stop_signals(stop)
-    report.emit({"event": "subscribed", "broadcast": cfg.broadcast, "stream_id": pull.stream_id,
-                 "objects_peers": [lk.name for lk in pull.objects],
-                 "manifests_peer": pull.manifests.name if pull.manifests else None})  # fmt: skip
-    done = await NodeShell(pull, report, stop, Effects(write_segment=write)).run()
-    code, reason = (ExitCode.OK, "stopped by signal") if done is None else (done.code, done.reason)
-    sink.finish()
-    st = pull.core.status()
-    report.emit({"event": "end", "exit_code": int(code), "reason": reason, "segments": st.segments,
-                 "rejected": st.rejected, "dropped": st.dropped, "manifests": st.manifests,
-                 "rss_mb": rss_mb()})  # fmt: skip
-    log.info("done: %s (%d segments, %d rejected)", reason, st.segments, st.rejected)
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        report.emit({"event": "subscribed", "broadcast": cfg.broadcast, "stream_id": pull.stream_id,
+                     "objects_peers": [lk.name for lk in pull.objects],
+                     "manifests_peer": pull.manifests.name if pull.manifests else None})  # fmt: skip
+        done = await NodeShell(pull, report, stop, Effects(write_segment=write)).run()
+        code, reason = (ExitCode.OK, "stopped by signal") if done is None else (done.code, done.reason)
+        await output.close()
+        st = pull.core.status()
+        report.emit({"event": "end", "exit_code": int(code), "reason": reason, "segments": st.segments,
+                     "rejected": st.rejected, "dropped": st.dropped, "manifests": st.manifests,
+                     "rss_mb": rss_mb()})  # fmt: skip
+        log.info("done: %s (%d segments, %d rejected)", reason, st.segments, st.rejected)
+    finally:
+        output.sink.close()
+        if watch is not None:
+            await watch.stop()
     raise_unless_ok(done)
 
 

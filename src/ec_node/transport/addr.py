@@ -116,8 +116,8 @@ def endpoint_addr_from_obj(obj: object, where: str = "endpoint address", *, allo
     return EndpointAddr(id=node_id.lower(), addrs=tuple(addrs))
 
 
-def parse_host_port(text: str, where: str = "address") -> tuple[str, int]:
-    """Split ``host:port`` / ``[v6]:port``; the host is returned without brackets."""
+def parse_host_port(text: str, where: str = "address", *, any_port: bool = False) -> tuple[str, int]:
+    """Split ``host:port`` / ``[v6]:port``; the host is returned without brackets (port 0 only with any_port)."""
     if not isinstance(text, str) or not text or len(text) > 300:
         raise AddressError(f'{where}: {_show(text)} is not "host:port"')
     if text.startswith("["):
@@ -140,8 +140,8 @@ def parse_host_port(text: str, where: str = "address") -> tuple[str, int]:
     if not port_text.isascii() or not port_text.isdigit() or len(port_text) > 5:
         raise AddressError(f"{where}: port {_show(port_text)} is not a number")
     port = int(port_text)
-    if not 1 <= port <= 65535:
-        raise AddressError(f"{where}: port {port} is out of range 1-65535")
+    if not (0 if any_port else 1) <= port <= 65535:
+        raise AddressError(f"{where}: port {port} is out of range {0 if any_port else 1}-65535")
     return host, port
 
 

@@ -1,0 +1,51 @@
+from ec_node.serve.state import RECENT_SEGMENTS, WatchState
+
+
+def seg(i, d=2000):
+    return {"event": "segment", "chunk_index": i, "bytes": 10, "duration_ms": d, "latency_ms": 1.5}
+
+
+def test_counts_and_states_from_events():
+    s = WatchState()
+    assert s.status()["state"] == "waiting" and s.status()["play"] is None
+    s.apply({"event": "subscribed", "broadcast": "b", "stream_id": "ab", "objects_peers": ["p1"],
+             "manifests_peer": "p2"})  # fmt: skip
+    s.apply({"event": "peer_connected", "peer": "p1", "track": "chunks"})
+    s.apply({"event": "channel", "name": "WSYN-HD", "guide_number": "7.1"})
+    s.apply({"event": "browser_rendition", "enabled": True})
+    s.apply(seg(5))
+    assert s.status()["play"] is None  # no rendition segment yet: nothing a browser can play
+    s.apply({"event": "rendition", "chunk_index": 5})
+    s.apply({"event": "rejected", "reason": "bad_tag"})
+    s.apply({"event": "rejected", "reason": "bad_tag"})
+    s.apply({"event": "manifest"})
+    s.apply({"event": "peer_stalled", "peer": "p1", "track": "chunks"})
+    s.apply({"event": "something_new", "x": 1})
+    st = s.status()
+    assert st["channel"] == {"name": "WSYN-HD", "guide_number": "7.1"}
+    assert st["state"] == "live" and st["play"] == "/hls/browser/index.m3u8"
+    assert st["counters"] == {"segments": 1, "rendition_segments": 1, "rejected": {"bad_tag": 2}, "dropped": 0,
+                              "manifests": 1}  # fmt: skip
+    assert st["peers"] == [{"name": "p1", "track": "chunks", "up": False},
+                           {"name": "p2", "track": "manifests", "up": False}]  # fmt: skip
+    assert st["latest"] == {"chunk_index": 5, "duration_ms": 2000, "latency_ms": 1.5}
+    s.apply({"event": "end", "reason": "stream ended"})
+    assert s.status()["state"] == "ended" and s.status()["reason"] == "stream ended"
+
+
+def test_source_is_played_when_no_rendition_is_needed():
+    s = WatchState()
+    s.apply({"event": "browser_rendition", "enabled": False})
+    s.apply(seg(1))
+    assert s.play == "/hls/index.m3u8"
+
+
+def test_recent_segments_are_bounded_and_numbered():
+    s = WatchState()
+    for i in range(RECENT_SEGMENTS + 3):
+        s.apply(seg(100 + i, 1900 + i))
+    after = s.segments_after(0)
+    assert len(after) == RECENT_SEGMENTS
+    assert [r.chunk_index for r in after] == list(range(103, 100 + RECENT_SEGMENTS + 3))
+    assert [r.sequence for r in s.segments_after(RECENT_SEGMENTS + 1)] == [RECENT_SEGMENTS + 2, RECENT_SEGMENTS + 3]
+    assert after[-1].duration_ms == 1900 + RECENT_SEGMENTS + 2
