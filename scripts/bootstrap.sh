@@ -19,4 +19,18 @@ if ! command -v hdhomerun_config >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && comman
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hdhomerun-config) >/dev/null 2>&1 \
     || echo "ec-node: could not install hdhomerun-config; its test will be skipped" >&2
 fi
+# hls.js for the watch page (served at /vendor/hls.min.js), pinned by web/package-lock.json.
+# The copy of the lock kept in node_modules tells whether the installed tree is the locked one.
+WEB="$ROOT/web"
+if command -v npm >/dev/null 2>&1; then
+  if [ ! -f "$WEB/node_modules/hls.js/dist/hls.min.js" ] || ! cmp -s "$WEB/package-lock.json" "$WEB/node_modules/.ec-node-lock.json"; then
+    if npm ci --prefix "$WEB" --no-audit --no-fund --loglevel=error >/dev/null 2>&1; then
+      cp "$WEB/package-lock.json" "$WEB/node_modules/.ec-node-lock.json"
+    else
+      echo "ec-node: npm ci in web/ failed; the watch page will use the browser's native HLS only" >&2
+    fi
+  fi
+else
+  echo "ec-node: npm not found; the watch page will use the browser's native HLS only" >&2
+fi
 export PATH="$VENV/bin:$PATH"

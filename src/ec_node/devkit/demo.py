@@ -27,7 +27,10 @@ from ec_node.devkit.procs import stop_process
 from ec_node.devkit.synth import preset_options
 from ec_node.errors import EcError, ExitCode
 from ec_node.hdhr.capture import capture
+from ec_node.pipeline.channel_output import BROWSER_DIR
 from ec_node.pipeline.hls import prepare_dir
+from ec_node.serve.server import ThreadedWatchServer
+from ec_node.serve.state import WatchState
 
 
 @dataclass
@@ -40,6 +43,8 @@ class DemoConfig:
     codec: str = "mpeg2"
     stop_after: int | None = None
     realtime: bool = True
+    http: tuple[str, int] = ("127.0.0.1", 0)  # the watch server (port 0: any free port)
+    serve: bool = True  # keep serving the result until Ctrl-C
 
 
 @dataclass
@@ -58,6 +63,7 @@ class Demo:
         self.out = out
         self.procs: list[_Proc] = []
         self.lock = threading.Lock()
+        self.watch: ThreadedWatchServer | None = None
 
     def say(self, text: str) -> None:
         """Print one progress line (threads share the output)."""
@@ -118,7 +124,10 @@ class Demo:
         hls = d / "hls"
         if hls.exists():
             shutil.rmtree(hls)
+        prepare_dir(hls)
         self.say(f"== every.channel split-source demo (everything under {d}/)")
+        self.watch = ThreadedWatchServer(WatchState(), hls, *self.cfg.http)
+        self.say(f"   watch it live: {self.watch.url}/")
         opts = preset_options(self.cfg.size, self.cfg.codec, duration_s=float(self.cfg.seconds + 6))  # type: ignore[arg-type]
         t0 = time.monotonic()
         media = cached_media(opts, cache_dir=d / "media")
@@ -223,13 +232,29 @@ class Demo:
             code = self._watch(sub, leader, publisher)
         finally:
             self.stop_all()
-        return self._report(hls, code)
+        code = self._report(hls, code)
+        self._serve()
+        return code
+
+    def _serve(self) -> None:
+        """Keep the watch server up until Ctrl-C (or stop it at once with --no-serve)."""
+        assert self.watch is not None
+        try:
+            if self.cfg.serve:
+                self.say(f"== open {self.watch.url}/ to watch the recording (Ctrl-C to stop)")
+                threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.watch.stop()
 
     def _watch(self, sub: _Proc, leader: _Proc, publisher: _Proc) -> int:
         assert sub.popen.stdout is not None
         verified = rejected = 0
         for raw in sub.popen.stdout:
             ev = json.loads(raw)
+            if self.watch is not None:
+                self.watch.on_event(ev)
             kind = ev.get("event")
             if kind == "segment":
                 verified += 1
@@ -242,6 +267,8 @@ class Demo:
             elif kind == "rejected":
                 rejected += 1
                 self.say(f"   REJECTED object {ev.get('chunk_index')}: {ev['reason']}")
+            elif kind == "rendition_skipped":
+                self.say(f"   browser rendition skipped chunk {ev.get('chunk_index')}: {ev.get('reason')}")
             elif kind == "end":
                 self.say(f"7. subscriber finished: {ev['reason']}")
         return sub.popen.wait()
@@ -254,6 +281,11 @@ class Demo:
             f"== {len(segs)} segments in {hls}/, {len(segs) - len(bad)} decode cleanly with FFmpeg (PyAV)"
             + (f"; playlist plays {whole.video_frames} frames" if whole and whole.ok else "")
         )
+        browser = sorted((hls / BROWSER_DIR).glob("segment_*.ts"))
+        bad_browser = [p.name for p in browser if not decode(p).ok]
+        if browser:
+            self.say(f"   browser rendition (H.264/AAC): {len(browser) - len(bad_browser)} of {len(browser)} decode")
+            bad += [f"{BROWSER_DIR}/{n}" for n in bad_browser]
         if bad:
             self.say(f"   decode problems: {', '.join(bad)}")
         self.say("   play it:  ffplay " + str(hls / "index.m3u8"))

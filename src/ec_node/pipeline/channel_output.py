@@ -77,12 +77,11 @@ class ChannelOutput:
         except TsError:
             found = []
         self.channel = found[0] if found else None
-        ch = self.channel
-        self.emit({"event": "channel", "name": ch.guide_name if ch else None,
-                   "guide_number": ch.guide_number if ch else None,
-                   "video_codec": ch.video_codec if ch else None, "audio_codec": ch.audio_codec if ch else None})  # fmt: skip
+        ch = self.channel or ProbedChannel(0)
+        self.emit({"event": "channel", "name": ch.guide_name, "guide_number": ch.guide_number,
+                   "video_codec": ch.video_codec, "audio_codec": ch.audio_codec})  # fmt: skip
         self._variants = [Variant("index.m3u8", _bandwidth(len(data), duration_ms),
-                                  _codecs(ch.video_codec, ch.audio_codec) if ch else None)]  # fmt: skip
+                                  _codecs(ch.video_codec, ch.audio_codec))]  # fmt: skip
         enabled = False
         if self.mode != "off":
             from ec_node.pipeline.rendition import RenditionWorker, Transcoder, wants_rendition  # PyAV: only if used

@@ -240,7 +240,7 @@ class ThreadedWatchServer:
         if self._error is not None:
             raise self._error
         assert self.server is not None
-        self.url = self.server.url
+        self.url: str = self.server.url
 
     def _run(self, state: WatchState, hls_dir: Path, host: str, port: int) -> None:
         async def main() -> None:
