@@ -1,120 +1,65 @@
 """The watch page (src/ec_node/serve/static) in a real Chromium: it follows /status and plays the node's HLS.
 
-The page is served by a small aiohttp app built here to the serving contract (/, /static/*, /vendor/hls.min.js,
-/hls/*, /status), so the page is tested on its own. The HLS is real H.264 + AAC: synthesized, cut by the
-Chunker and written by HlsSink, as a subscriber would.
+The page is served by the real watch server, fed the events a subscriber would tell, so the page is
+tested on its own. The HLS is real H.264 + AAC: synthesized, cut by the Chunker and written by
+HlsSink, as a subscriber would.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import threading
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from ec_node.devkit.media_cache import cached_media
 from ec_node.devkit.synth import preset_options
 from ec_node.pipeline.hls import HlsSink
+from ec_node.serve.server import HLS_JS, WEB_DIR, ThreadedWatchServer
+from ec_node.serve.state import WatchState
 from ec_node.ts.chunker import Chunker, measure_duration_ms
 
 from support.browser import artifacts_dir, browser_page, screenshot, wait_playing, wait_text
 
-REPO = Path(__file__).resolve().parents[2]
-STATIC = REPO / "src" / "ec_node" / "serve" / "static"
-HLSJS = REPO / "web" / "node_modules" / "hls.js" / "dist" / "hls.min.js"
+HLSJS = WEB_DIR / HLS_JS
 H264_12S = preset_options("small", "h264", duration_s=12.0)
-CONTENT_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}
 WAITING_TEXT = "waiting for the first verified segment"
 
 pytestmark = pytest.mark.slow
 
 
-class PageServer:
-    """The serving contract on 127.0.0.1 (an ephemeral port), run by its own loop in a background thread."""
-
-    def __init__(self, hls_dir: Path, status: dict[str, Any], *, hlsjs: Path | None = HLSJS) -> None:
-        self.hls_dir = hls_dir.resolve()
-        self.status = status  # replaced whole by the test; read by the /status handler
-        self.hlsjs = hlsjs
-        self.url = ""
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="page-server", daemon=True)
-        self._runner: web.AppRunner | None = None
-
-    def _app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/", self._index)
-        app.router.add_get("/status", self._status)
-        app.router.add_get("/vendor/hls.min.js", self._hlsjs)
-        app.router.add_get("/hls/{path:.+}", self._hls)
-        app.router.add_static("/static", STATIC)
-        return app
-
-    async def _index(self, _req: web.Request) -> web.StreamResponse:
-        return web.FileResponse(STATIC / "watch.html")
-
-    async def _status(self, _req: web.Request) -> web.Response:
-        return web.json_response(self.status, dumps=json.dumps, headers={"Cache-Control": "no-store"})
-
-    async def _hlsjs(self, _req: web.Request) -> web.StreamResponse:
-        if self.hlsjs is None or not self.hlsjs.is_file():
-            raise web.HTTPNotFound()
-        return web.FileResponse(self.hlsjs)
-
-    async def _hls(self, req: web.Request) -> web.StreamResponse:
-        path = (self.hls_dir / req.match_info["path"]).resolve()
-        if not path.is_relative_to(self.hls_dir) or not path.is_file() or path.suffix not in CONTENT_TYPES:
-            raise web.HTTPNotFound()
-        # explicit types: the system's mime table may call .ts "text/vnd.trolltech.linguist"
-        return web.FileResponse(path, headers={"Content-Type": CONTENT_TYPES[path.suffix], "Cache-Control": "no-cache"})
-
-    async def _start(self) -> str:
-        self._runner = web.AppRunner(self._app())
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> PageServer:
-        self._thread.start()
-        self.url = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=30)
-        self._loop.close()
+def node_events(n: int) -> list[dict[str, Any]]:
+    """What a subscriber tells on its way to ``n`` verified segments of an H.264/AAC channel."""
+    evs: list[dict[str, Any]] = [
+        {"event": "subscribed", "broadcast": "wsyn-hd-7-1", "stream_id": "5e1f" * 8, "objects_peers": ["relay-a"],
+         "manifests_peer": "leader"},
+        {"event": "peer_connected", "peer": "relay-a", "track": "chunks"},
+        {"event": "peer_connected", "peer": "leader", "track": "manifests"},
+        {"event": "channel", "name": "WSYN-HD", "guide_number": "7.1", "video_codec": "H264", "audio_codec": "AAC"},
+        {"event": "browser_rendition", "enabled": False, "mode": "auto"},
+        {"event": "rejected", "reason": "bad_tag", "peer": "relay-b"},
+        {"event": "rejected", "reason": "bad_tag", "peer": "relay-b"},
+        {"event": "peer_dropped", "peer": "relay-b"},
+    ]  # fmt: skip
+    evs += [{"event": "manifest"} for _ in range(3)]
+    evs += [{"event": "segment", "chunk_index": 41 - n + 1 + i, "duration_ms": 2002, "latency_ms": 3.25}
+            for i in range(n)]  # fmt: skip
+    return evs
 
 
-def node_status(state: str, play: str | None, segments: int, *, reason: str | None = None) -> dict[str, Any]:
-    """A /status body as the node serves it."""
-    return {
-        "channel": {"name": "WSYN-HD", "guide_number": "7.1"},
-        "broadcast": "wsyn-hd-7-1",
-        "stream_id": "5e1f" * 8,
-        "state": state,
-        "reason": reason,
-        "play": play,
-        "counters": {
-            "segments": segments,
-            "rendition_segments": 0,
-            "rejected": {"bad_tag": 2} if segments else {},
-            "dropped": 1 if segments else 0,
-            "manifests": 3 if segments else 0,
-        },
-        "peers": [
-            {"name": "relay-a", "track": "chunks", "up": True},
-            {"name": "leader", "track": "manifests", "up": segments > 0},
-        ],
-        "latest": {"chunk_index": 41, "duration_ms": 2002, "latency_ms": 3.25} if segments else None,
-    }
+@contextlib.contextmanager
+def watch_server(hls_dir: Path, events: list[dict[str, Any]], web_dir: Path = WEB_DIR) -> Iterator[ThreadedWatchServer]:
+    """The real watch server on 127.0.0.1 (an ephemeral port), fed ``events``."""
+    server = ThreadedWatchServer(WatchState(), hls_dir, web_dir=web_dir)
+    try:
+        for e in events:
+            server.on_event(e)
+        server.flush()
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +84,8 @@ def ec_watch(page: Any) -> dict[str, Any]:
 def test_page_waits_then_plays_with_the_default_engine(recording, tmp_path, request):
     hls_dir, n = recording
     artifacts = artifacts_dir(request, tmp_path)
-    with PageServer(hls_dir, node_status("waiting", None, 0)) as srv, browser_page(tmp_path, artifacts=artifacts) as bp:
+    events = node_events(n)
+    with watch_server(hls_dir, events[:5]) as srv, browser_page(tmp_path, artifacts=artifacts) as bp:
         page = bp.page
         page.goto(srv.url + "/")
         wait_text(page, "#channel-name", "WSYN-HD")
@@ -147,7 +93,8 @@ def test_page_waits_then_plays_with_the_default_engine(recording, tmp_path, requ
         assert page.title().startswith("WSYN-HD")
         assert ec_watch(page)["engine"] is None  # nothing to play yet
 
-        srv.status = node_status("live", "/hls/index.m3u8", n)
+        for e in events[5:]:
+            srv.on_event(e)
         wait_playing(page, seconds=4)
         wait_text(page, "#segments", str(n))
         screenshot(page, artifacts / "watch-default.png")
@@ -173,9 +120,9 @@ def test_page_plays_an_ended_recording_with_hlsjs(recording, tmp_path, request):
         pytest.skip("hls.js is not installed (scripts/bootstrap.sh runs npm ci in web/ when npm exists)")
     hls_dir, n = recording
     artifacts = artifacts_dir(request, tmp_path)
-    status = node_status("ended", "/hls/index.m3u8", n, reason="stream ended")
+    events = [*node_events(n), {"event": "end", "reason": "stream ended"}]
     with (
-        PageServer(hls_dir, status) as srv,
+        watch_server(hls_dir, events) as srv,
         browser_page(tmp_path, artifacts=artifacts, init_script="window.EC_FORCE_HLSJS = true;") as bp,
     ):
         page = bp.page
@@ -198,7 +145,7 @@ def test_forced_hlsjs_without_hlsjs_reports_it(recording, tmp_path, request):
     hls_dir, n = recording
     artifacts = artifacts_dir(request, tmp_path)
     with (
-        PageServer(hls_dir, node_status("live", "/hls/index.m3u8", n), hlsjs=None) as srv,
+        watch_server(hls_dir, node_events(n), web_dir=tmp_path / "no-web") as srv,
         browser_page(tmp_path, artifacts=artifacts) as bp,
     ):
         page = bp.page

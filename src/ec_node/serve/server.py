@@ -53,9 +53,12 @@ _NO_CACHE = {"Cache-Control": "no-cache"}
 class WatchServer:
     """HTTP for viewers, media servers and scripts; fed events with :meth:`on_event` on its loop."""
 
-    def __init__(self, state: WatchState, hls_dir: Path, *, max_streams: int = MAX_STREAMS) -> None:
+    def __init__(
+        self, state: WatchState, hls_dir: Path, *, max_streams: int = MAX_STREAMS, web_dir: Path = WEB_DIR
+    ) -> None:
         self.state = state
         self.hls_dir = Path(hls_dir).resolve()
+        self.web_dir = web_dir
         self.max_streams = max_streams
         self.streams = 0
         self._tick = asyncio.Event()
@@ -117,7 +120,7 @@ class WatchServer:
         return _file(_inside(STATIC_DIR, request.match_info["name"]))
 
     async def _hls_js(self, request: web.Request) -> web.StreamResponse:
-        return _file(WEB_DIR / HLS_JS)
+        return _file(self.web_dir / HLS_JS)
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.state.status(), headers={**_NO_CACHE, "Access-Control-Allow-Origin": "*"})
@@ -228,13 +231,15 @@ def _file(path: Path, headers: dict[str, str] | None = None) -> web.StreamRespon
 class ThreadedWatchServer:
     """A :class:`WatchServer` on its own loop in a thread, for synchronous callers (the demo, tests)."""
 
-    def __init__(self, state: WatchState, hls_dir: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, state: WatchState, hls_dir: Path, host: str = "127.0.0.1", port: int = 0, *, web_dir: Path = WEB_DIR
+    ) -> None:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._done: asyncio.Event | None = None
         self.server: WatchServer | None = None
-        self._thread = threading.Thread(target=self._run, args=(state, hls_dir, host, port), daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(state, hls_dir, host, port, web_dir), daemon=True)
         self._thread.start()
         self._ready.wait()
         if self._error is not None:
@@ -242,10 +247,10 @@ class ThreadedWatchServer:
         assert self.server is not None
         self.url: str = self.server.url
 
-    def _run(self, state: WatchState, hls_dir: Path, host: str, port: int) -> None:
+    def _run(self, state: WatchState, hls_dir: Path, host: str, port: int, web_dir: Path) -> None:
         async def main() -> None:
             self._done = asyncio.Event()
-            self.server = WatchServer(state, hls_dir)
+            self.server = WatchServer(state, hls_dir, web_dir=web_dir)
             try:
                 await self.server.start(host, port)
             except BaseException as e:  # reported to the constructor's caller
