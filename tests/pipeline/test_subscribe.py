@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import m3u8
 import pytest
 
+from ec_node.atomic import output_mode
 from ec_node.devkit.decode import decode
 from ec_node.devkit.emulator import HdhrEmulator
 from ec_node.errors import ExitCode
+from ec_node.pipeline.hls import HlsSink
 from ec_node.ts.chunker import Chunk, Chunker
 
 from support.procs import Node, addr_arg
@@ -120,7 +123,10 @@ def test_split_source_subscriber_writes_exactly_the_recordings_chunks(recording:
         assert abs(seg.duration * 1000 - chunk.duration_ms) <= 1
         rep = decode(data)
         assert rep.ok and rep.first_video_keyframe, rep.errors[:3]
-    assert sorted(p.name for p in out.iterdir()) == sorted([*(s.uri for s in pl.segments), "index.m3u8"])
+    assert sorted(p.name for p in out.glob("*.ts")) == sorted(s.uri for s in pl.segments)
+    assert {p.name for p in out.iterdir()} == {*(s.uri for s in pl.segments), "index.m3u8", "master.m3u8", "browser",
+                                               ".ec-node.lock"}  # fmt: skip
+    assert {stat.S_IMODE((out / s.uri).stat().st_mode) for s in pl.segments} == {output_mode()}
     whole = decode(out / "index.m3u8")
     assert whole.ok and whole.video_frames > 0, whole.errors[:3]
 
@@ -245,3 +251,37 @@ def test_hostile_relay_objects_are_rejected_with_reasons(recording: Path, tmp_pa
     assert len(written) == len(chunks) - len(plan)
     for idx, data in written.items():
         assert data == chunks[idx]
+
+
+def _subscribe_args(pub: dict, out: Path, *extra: str) -> list[str]:
+    return ["moq-subscribe", "--remote", addr_arg(pub), "--broadcast", pub["broadcast"], "--output-dir", str(out),
+            "--browser-rendition", "off", "--json", *extra]  # fmt: skip
+
+
+def test_a_restart_takes_over_the_playlist_only_with_a_new_segment_and_one_writer_only(
+    recording: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "hls"
+    with _publisher(recording, tmp_path, "pub") as p:
+        pub = p.startup()
+        with Node(_subscribe_args(pub, out, "--stop-after", "2"), tmp_path, "first") as s:
+            assert s.wait() == 0, s.stderr()
+        before = (out / "index.m3u8").read_text()
+        assert len(m3u8.loads(before).segments) == 2
+
+        nowhere = {**pub, "endpoint_addr": {"id": "ab" * 32, "addrs": ["127.0.0.1:9"]}}
+        with Node(_subscribe_args(nowhere, out, "--connect-timeout", "1"), tmp_path, "unreachable") as s:
+            assert s.wait() == ExitCode.UNREACHABLE, s.stderr()
+        assert (out / "index.m3u8").read_text() == before  # a run that never verified a segment changes nothing
+
+        with HlsSink(out), Node(_subscribe_args(pub, out), tmp_path, "blocked") as blocked:  # another writer holds it
+            assert blocked.wait() == ExitCode.OUTPUT
+            assert "in use by another ec-node" in blocked.stderr()
+        assert (out / "index.m3u8").read_text() == before
+
+        with Node(_subscribe_args(pub, out), tmp_path, "second") as second:
+            assert second.wait() == 0, second.stderr()
+    after = m3u8.load(str(out / "index.m3u8"))
+    expected = [c for c in _chunks(recording) if c.complete]
+    assert after.is_endlist and [s.uri for s in after.segments] == [f"segment_{c.index:06d}.ts" for c in expected]
+    assert after.media_sequence == 0  # the same recording again: the same segments under the same numbers

@@ -276,7 +276,9 @@ class Demo:
     def _report(self, hls: Path, code: int) -> int:
         segs = sorted(hls.glob("segment_*.ts"))
         bad = [p.name for p in segs if not decode(p).ok]
-        whole = decode(hls / "index.m3u8") if (hls / "index.m3u8").exists() else None
+        playlist = hls / "index.m3u8"
+        ended = playlist.exists() and "#EXT-X-ENDLIST" in playlist.read_text()
+        whole = decode(playlist) if ended else None  # FFmpeg would follow a live playlist forever
         self.say(
             f"== {len(segs)} segments in {hls}/, {len(segs) - len(bad)} decode cleanly with FFmpeg (PyAV)"
             + (f"; playlist plays {whole.video_frames} frames" if whole and whole.ok else "")
