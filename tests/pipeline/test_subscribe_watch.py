@@ -56,7 +56,7 @@ def test_a_finished_mpeg2_recording_plays_in_chromium(tmp_path, media_mpeg2, req
     master = m3u8.load(str(out / "master.m3u8"))
     assert [p.uri for p in master.playlists] == ["browser/index.m3u8", "index.m3u8"]
     ch = Chunker(2000)
-    assert [c.index for c in ch.feed(media_mpeg2.read_bytes()) + ch.flush()] == [
+    assert [c.index for c in ch.feed(media_mpeg2.read_bytes()) + ch.flush() if c.complete] == [
         int(s.uri[8:14]) for s in source.segments
     ]
 

@@ -16,6 +16,10 @@ def test_counts_and_states_from_events():
     s.apply(seg(5))
     assert s.status()["play"] is None  # no rendition segment yet: nothing a browser can play
     s.apply({"event": "rendition", "chunk_index": 5})
+    assert s.status()["play"] is None  # one segment of a live playlist: too close to its end to start
+    for i in (6, 7):
+        s.apply(seg(i))
+        s.apply({"event": "rendition", "chunk_index": i})
     s.apply({"event": "rejected", "reason": "bad_tag"})
     s.apply({"event": "rejected", "reason": "bad_tag"})
     s.apply({"event": "manifest"})
@@ -24,11 +28,11 @@ def test_counts_and_states_from_events():
     st = s.status()
     assert st["channel"] == {"name": "WSYN-HD", "guide_number": "7.1"}
     assert st["state"] == "live" and st["play"] == "/hls/browser/index.m3u8"
-    assert st["counters"] == {"segments": 1, "rendition_segments": 1, "rejected": {"bad_tag": 2}, "dropped": 0,
+    assert st["counters"] == {"segments": 3, "rendition_segments": 3, "rejected": {"bad_tag": 2}, "dropped": 0,
                               "manifests": 1}  # fmt: skip
     assert st["peers"] == [{"name": "p1", "track": "chunks", "up": False},
                            {"name": "p2", "track": "manifests", "up": False}]  # fmt: skip
-    assert st["latest"] == {"chunk_index": 5, "duration_ms": 2000, "latency_ms": 1.5}
+    assert st["latest"] == {"chunk_index": 7, "duration_ms": 2000, "latency_ms": 1.5}
     s.apply({"event": "end", "reason": "stream ended"})
     assert s.status()["state"] == "ended" and s.status()["reason"] == "stream ended"
 
@@ -37,7 +41,9 @@ def test_source_is_played_when_no_rendition_is_needed():
     s = WatchState()
     s.apply({"event": "browser_rendition", "enabled": False})
     s.apply(seg(1))
-    assert s.play == "/hls/index.m3u8"
+    assert s.play is None
+    s.apply({"event": "end", "reason": "stream ended"})
+    assert s.play == "/hls/index.m3u8"  # an ended playlist plays from its one segment
 
 
 def test_recent_segments_are_bounded_and_numbered():

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 RENDITION_MODES = ("auto", "always", "off")
 BROWSER_DIR = "browser"
+#: chunks waiting for the rendition are held in memory up to this (~13 chunks of 1080i): a replay faster
+#: than the transcoder gets a whole rendition while it fits, then skips (live input never comes near)
+RENDITION_BUFFER_BYTES = 64 << 20
 #: RFC 6381 names for what an HDHomeRun lineup calls the codecs (players skip variants they cannot play)
 _CODECS = {"MPEG2": "mp4v.61", "H264": "avc1.640028", "HEVC": "hvc1.1.6.L120.90",
            "AC3": "ac-3", "EAC3": "ec-3", "AAC": "mp4a.40.2"}  # fmt: skip
@@ -89,7 +92,10 @@ class ChannelOutput:
             enabled = wants_rendition(self.mode, data)
             if enabled:
                 self.browser = HlsSink(self.dir / BROWSER_DIR, window=self.window, chunk_ms=self.chunk_ms, lock=False)
-                self.worker = RenditionWorker(Transcoder(), self._rendition_ready, on_skip=self._rendition_skipped)
+                room = max(3, RENDITION_BUFFER_BYTES // max(len(data), 1))
+                self.worker = RenditionWorker(
+                    Transcoder(), self._rendition_ready, on_skip=self._rendition_skipped, max_pending=room
+                )
         self.emit({"event": "browser_rendition", "enabled": enabled, "mode": self.mode})
         write_master(self.dir, self._variants)
 

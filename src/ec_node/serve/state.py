@@ -13,6 +13,8 @@ from typing import Any
 
 #: verified segments the virtual tuner can still stream from (a slow client skips ahead past these)
 RECENT_SEGMENTS = 8
+#: segments a live playlist needs before a browser is pointed at it (RFC 8216 6.3.3)
+MIN_LIVE_SEGMENTS = 3
 _UP = {"connected"}
 _DOWN = {"stalled", "lost", "gone", "ended"}
 
@@ -113,10 +115,15 @@ class WatchState:
 
     @property
     def play(self) -> str | None:
-        """The playlist a browser should play (under ``/hls/``), once it has a segment."""
+        """The playlist a browser should play (under ``/hls/``), once a player can start on it.
+
+        RFC 8216 6.3.3: a client starts no closer than three target durations to the end of a live
+        playlist, and Chromium's own HLS fails on a shorter one; an ended playlist plays with one.
+        """
+        need = 1 if self.state == "ended" else MIN_LIVE_SEGMENTS
         if self.rendition:
-            return "/hls/browser/index.m3u8" if self.rendition_segments else None
-        return "/hls/index.m3u8" if self.segments and self.rendition is not None else None
+            return "/hls/browser/index.m3u8" if self.rendition_segments >= need else None
+        return "/hls/index.m3u8" if self.segments >= need and self.rendition is not None else None
 
     def status(self) -> dict[str, Any]:
         """``/status``: the JSON the watch page polls and scripts read."""
