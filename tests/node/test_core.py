@@ -37,6 +37,7 @@ WHOLE = chunks()
 def _end_objects(r: Run, peers: tuple[str, ...] = ("a",)) -> None:
     for p in peers:
         r.feed(TrackEnded(p, Track.CHUNKS))
+    r.advance(r.core.settings.end_grace_s)  # groups the end may have overtaken get their grace
 
 
 # ------------------------------------------------------------------------------ subscriber
@@ -62,6 +63,8 @@ def test_no_manifests_no_data() -> None:
         r.obj(w.payload, seq=w.sequence)
     r.feed(TrackEnded("m", Track.MANIFESTS))
     _end_objects(r)
+    assert r.of(Fetch) and r.of(Fetch)[-1].track is Track.MANIFESTS  # asked once for what the end overtook
+    r.advance(r.core.settings.end_grace_s)  # nothing came
     assert r.segments() == []
     assert {e["reason"] for e in r.events("rejected")} == {"no_manifest"}  # circumstance, not a lie
     assert not r.core.ledger.charges
@@ -180,7 +183,7 @@ def test_a_hole_at_the_end_of_the_track_is_fetched_from_the_peer_that_ended_it()
     o = PUB.objects
     r.obj(o[0].payload, seq=o[0].sequence)
     r.obj(o[2].payload, seq=o[2].sequence)  # o[1] is still in flight when the track ends
-    _end_objects(r)
+    r.feed(TrackEnded("a", Track.CHUNKS))
     assert not r.of(Exit)  # it waits for the hole
     assert r.of(Fetch, r.advance(0.5)) == [Fetch("a", Track.CHUNKS, (o[1].sequence,))]
     r.feed(GroupReceived("a", Track.CHUNKS, o[1].sequence, o[1].payload, backfilled=True))
@@ -470,3 +473,23 @@ def test_whatever_the_arrival_order_only_genuine_objects_go_out_once(arrivals: l
 def test_the_harness_uses_the_published_stream() -> None:
     assert PublishCore(SID, KEY, signer=SIGNER, publish_chunks=True).tracks == [CHUNKS_TRACK, MANIFESTS_TRACK]
     assert [w.sequence for w in PUB.objects] == [c.index for c in WHOLE]
+
+
+def test_manifests_the_end_of_their_track_overtook_are_fetched_once() -> None:
+    """MoQ carries each group on its own stream: a track's end can arrive before its last groups."""
+    r = Run()
+    r.up()
+    p = PUB
+    r.man(p.manifests[0])
+    r.feed(TrackEnded("m", Track.MANIFESTS))  # the other manifests were still in flight: lost with the track
+    for w in p.objects:
+        r.obj(w.payload, seq=w.sequence)
+    fetched = r.of(Fetch, r.advance(r.core.settings.end_grace_s))
+    assert fetched == [Fetch("m", Track.MANIFESTS, tuple(m.sequence for m in p.manifests[1:]))]
+    for m in p.manifests[1:]:
+        r.feed(GroupReceived("m", Track.MANIFESTS, m.sequence, m.payload, backfilled=True))
+    r.feed(TrackEnded("a", Track.CHUNKS))
+    r.advance(r.core.settings.end_grace_s)
+    assert [s.chunk_index for s in r.segments()] == [w.sequence for w in p.objects]
+    assert r.events("rejected") == [] and r.of(Exit) == [Exit(ExitCode.OK, "stream ended")]
+    assert r.of(Fetch, r.advance(10)) == []  # once only

@@ -177,12 +177,12 @@ def test_no_manifests_no_data(recording: Path, tmp_path: Path, case: str) -> Non
         assert rc == ExitCode.ENDED_EARLY, s.stderr()
         reasons = {e["reason"] for e in events if e["event"] == "manifest_rejected"}
         assert reasons == {"untrusted_signer"}
-        assert m3u8.load(str(out / "index.m3u8")).segments == []
+        assert not (out / "index.m3u8").exists()  # nothing verified: no playlist either
     else:
         # the manifests peer has no manifests track: refuse to run rather than wait forever
         assert rc == ExitCode.UNREACHABLE, s.stderr()
         assert "manifests" in s.stderr()
-        assert m3u8.load(str(out / "index.m3u8")).segments == []
+        assert not (out / "index.m3u8").exists()  # nothing verified: no playlist either
 
 
 def test_hostile_relay_objects_are_rejected_with_reasons(recording: Path, tmp_path: Path) -> None:

@@ -134,6 +134,11 @@ class NodeCore:
         self._manifests_done = manifests_peer is None
         self._leader_gone_since: float | None = None
         self._objects_done_at: float | None = None
+        self._manifests_end_at: float | None = None  # the manifests track ended: over once its grace passes
+        self._manifests_refetched = False  # the manifests its end overtook were fetched once
+        self._max_chunk_seen = -1  # highest chunk group sequence received
+        self._max_manifest_seen = -1  # highest manifest group sequence received
+        self._end_grace_until: float | None = None  # every objects track ended: the end waits for late groups
         self._fetched_hole: tuple[int, int] | None = None
         self._served_manifests: OrderedDict[int, None] = OrderedDict()
         self._lied_at: OrderedDict[int, set[str]] = OrderedDict()  # chunk index -> peers that served a lie there
@@ -182,8 +187,8 @@ class NodeCore:
         elif isinstance(event, TrackEnded):
             link.enter(LinkPhase.ENDED, now)
             out.append(LinkState("ended", link.peer, link.track))
-            if event.track is Track.MANIFESTS:
-                self._manifests_over(out)
+            if event.track is Track.MANIFESTS and self._manifests_end_at is None:
+                self._manifests_end_at = now + self.settings.end_grace_s  # groups still in flight may follow
         self._settle(now, out)
         return out
 
@@ -199,6 +204,8 @@ class NodeCore:
                 self._object(group.payload, group.peer, at - self.settings.penalty_s, now, out, group.sequence)
         for link in self.links.values():
             self._link_timers(link, now, out)
+        if self._manifests_end_at is not None and now >= self._manifests_end_at:
+            self._manifests_ended(now, out)
         if now >= self._next_status:
             self._next_status = now + self.settings.status_every_s
             out.append(self.status())
@@ -227,6 +234,10 @@ class NodeCore:
                 times.append(hole_at + s.backfill_s)
         if self._leader_gone_since is not None:
             times.append(self._leader_gone_since + s.manifest_timeout_s)
+        if self._manifests_end_at is not None:
+            times.append(self._manifests_end_at)
+        if self._end_grace_until is not None:
+            times.append(self._end_grace_until)
         if self._objects_done_at is not None and not self.finished:
             # (while a hole is still being fetched the end waits for that first: see _check_end)
             end_at = self._objects_done_at + s.manifest_timeout_s
@@ -259,6 +270,7 @@ class NodeCore:
     def _object_arrived(self, group: GroupReceived, now: float, out: list[Output]) -> None:
         if self.ledger.is_dropped(group.peer):
             return
+        self._max_chunk_seen = max(self._max_chunk_seen, group.sequence)
         s = self.settings
         if self.ledger.penalized(group.peer) and not group.backfilled:
             # a peer that lied before waits its turn: an honest copy that arrives meanwhile wins
@@ -326,6 +338,7 @@ class NodeCore:
 
     def _manifest(self, payload: bytes, peer: str, sequence: int, now: float, out: list[Output]) -> None:
         s = self.settings
+        self._max_manifest_seen = max(self._max_manifest_seen, sequence)
         if s.role is Role.RELAY and not s.require_manifest:
             self._pass_manifest(payload, peer, sequence, out)
             return
@@ -357,6 +370,7 @@ class NodeCore:
         if m.body.stream_id != self.verifier.stream_id:
             out.append(ManifestRejected(RejectReason.WRONG_STREAM.value, f"manifest is for {m.body.stream_id!r}", peer))
             return
+        self._epoch_chunks = max(1, m.body.total_chunks)
         if self._serve_manifest(sequence, payload, out):
             self.manifests += 1
 
@@ -368,6 +382,25 @@ class NodeCore:
             self._served_manifests.popitem(last=False)
         out.append(ServeGroup(Track.MANIFESTS, sequence, payload))
         return True
+
+    def _manifests_ended(self, now: float, out: list[Output]) -> None:
+        """The manifests track's end passed its grace: fetch, once, what it overtook; then it is over."""
+        owed = self._owed_manifests()
+        if owed and not self._manifests_refetched and self.manifests_peer is not None:
+            self._manifests_refetched = True
+            self._manifests_end_at = now + self.settings.end_grace_s
+            out.append(Fetch(self.manifests_peer, Track.MANIFESTS, owed))
+            return
+        self._manifests_end_at = None
+        self._manifests_over(out)
+
+    def _owed_manifests(self) -> tuple[int, ...]:
+        """Manifest sequences (epochs) that chunks received so far need and that never came (at most 64)."""
+        e = self._epoch_chunks
+        owed = {i // e for i in self.verifier.pending_indices()}
+        if self._max_chunk_seen >= 0:  # chunks past the last manifest: theirs were overtaken too
+            owed |= set(range(self._max_manifest_seen + 1, self._max_chunk_seen // e + 1))
+        return tuple(sorted(owed)[-64:])
 
     def _manifests_over(self, out: list[Output]) -> None:
         """No more manifests will come: what waits for one never gets it."""
@@ -525,6 +558,12 @@ class NodeCore:
         # owed, then end
         if self._objects_done_at is None:
             self._objects_done_at = now
+            if any(lk.phase is LinkPhase.ENDED for lk in objects):
+                self._end_grace_until = now + s.end_grace_s
+        if self._end_grace_until is not None:
+            if now < self._end_grace_until:
+                return  # groups the end overtook may still arrive
+            self._end_grace_until = None
         hole_at = self._reorder.hole_since
         if hole_at is not None and now < hole_at + s.reorder_s and any(lk.phase is LinkPhase.ENDED for lk in objects):
             return

@@ -41,6 +41,7 @@ class NodeSettings:
     backfill_chunks: float = 0.25  # a hole open this long is fetched from the objects peers
     reorder_chunks: float = 2.0  # a hole open this long is given up on (reported as a gap)
     penalty_chunks: float = 0.25  # objects from a peer that lied before wait this long for an honest copy
+    end_grace_chunks: float = 0.25  # a track's end may overtake its last groups (each its own stream): wait this long
     max_deferred: int = 16  # objects from penalized peers held back at once (bounded)
     max_held: int = 64  # accepted chunks held for reordering (bounded)
     max_backfill: int = 32  # sequences fetched per hole, nearest the live edge
@@ -90,6 +91,11 @@ class NodeSettings:
     def reorder_s(self) -> float:
         """How long a hole may hold back later chunks before it is given up on."""
         return self.reorder_chunks * self.chunk_s
+
+    @property
+    def end_grace_s(self) -> float:
+        """How long after a track's end its groups still in flight are taken (MoQ may deliver the end first)."""
+        return self.end_grace_chunks * self.chunk_s
 
     @property
     def penalty_s(self) -> float:
