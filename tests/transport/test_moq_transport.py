@@ -68,7 +68,7 @@ async def with_listener(
 
 
 def test_publish_then_subscribe_every_group(identity: NodeIdentity) -> None:
-    sizes = [0, 1, 188_000, 7, 250_000] + [3000] * 15
+    sizes = [2, 1, 188_000, 7, 250_000] + [3000] * 15  # (an empty group is an end: see below)
 
     async def body(t: MoqTransport, lis: MoqListener) -> list[GroupEvent]:
         w = lis.publish_broadcast("demo", ["chunks"])["chunks"]
@@ -128,6 +128,24 @@ def test_track_finish_ends_iterator_and_close_ends_cleanly(identity: NodeIdentit
     got_a, got_b = run(with_listener(identity, body))
     assert got_a == [GroupEvent(0, b"a0")]
     assert got_b == [GroupEvent(0, b"b0")]
+
+
+def test_an_empty_group_ends_the_track_as_ietf_end_of_track_does(identity: NodeIdentity) -> None:
+    async def body(t: MoqTransport, lis: MoqListener) -> list[GroupEvent]:
+        ws = lis.publish_broadcast("demo", ["a"])
+        sess = await t.connect(lis.endpoint_addr, 5)
+        try:
+            sub = await sess.subscribe("demo", "a")
+            ws["a"].write_group(0, b"a0")
+            assert await sub.next() == GroupEvent(0, b"a0")
+            ws["a"].write_group(1, b"")  # what an IETF relay delivers for END_OF_TRACK
+            rest = await collect(sub)
+            assert await sub.next() is None
+            return rest
+        finally:
+            await sess.close()
+
+    assert run(with_listener(identity, body)) == []  # ended, and no group to judge (or charge)
 
 
 def test_fingerprint_mismatch_is_refused(identity: NodeIdentity) -> None:

@@ -10,6 +10,7 @@ import click
 
 from ec_node.cli.exits import documents_exits
 from ec_node.cli.pull_options import CHUNK_MS, pull_config, pull_options
+from ec_node.cli.url_options import url_peer_config, url_peer_options
 from ec_node.errors import ExitCode
 from ec_node.pipeline.channel_output import RENDITION_MODES
 from ec_node.pipeline.hls import DEFAULT_HLS_WINDOW
@@ -70,6 +71,7 @@ from ec_node.ts.chunker import DEFAULT_CHUNK_MS
     help="Bound of the group cache served to peers (history for late joiners).",
 )
 @click.option("--json", "json_", is_flag=True, help="A JSON 'published' event per chunk on stdout.")
+@url_peer_options(push=True)
 def moq_publish(
     input_: str,
     duration: float | None,
@@ -89,6 +91,7 @@ def moq_publish(
     linger_ms: int,
     cache_mb: int,
     json_: bool,
+    **kw: Any,
 ) -> None:
     """Publish a stream over MoQ: chunk objects, signed manifests, or both.
 
@@ -115,6 +118,7 @@ def moq_publish(
         linger_ms=linger_ms,
         cache_mb=cache_mb,
         json=json_,
+        **url_peer_config(kw),
     )
     asyncio.run(run_publish(cfg))
 
@@ -123,6 +127,7 @@ def moq_publish(
     ExitCode.OK,
     ExitCode.USAGE,
     ExitCode.UNREACHABLE,
+    ExitCode.CONFIG,
     ExitCode.OUTPUT,
     ExitCode.INTEGRITY,
     ExitCode.ENDED_EARLY,
@@ -164,6 +169,7 @@ def moq_publish(
     show_default=True,
     help="Also write an H.264/AAC rendition under OUTPUT_DIR/browser: auto = when the source is not browser-playable.",
 )
+@url_peer_options(push=False)
 def moq_subscribe(
     broadcast: str,
     subscribe_manifests: bool,
@@ -190,6 +196,7 @@ def moq_subscribe(
         hls_window=hls_window,
         http=http,
         browser_rendition=browser_rendition,
+        **url_peer_config(kw),
         **pull_config(kw),
     )
     asyncio.run(run_subscribe(cfg))

@@ -10,6 +10,7 @@ import click
 
 from ec_node.cli.exits import documents_exits
 from ec_node.cli.pull_options import pull_config, pull_options
+from ec_node.cli.url_options import url_peer_config, url_peer_options
 from ec_node.errors import ExitCode
 from ec_node.memory import tune_malloc
 from ec_node.pipeline.relay import RelayConfig, run_relay
@@ -63,6 +64,7 @@ from ec_node.pipeline.relay import RelayConfig, run_relay
     show_default=True,
     help="When all downstream sessions together lag more, the furthest behind are shed first.",
 )
+@url_peer_options(push=True)
 def relay(
     listen: str,
     broadcast: str | None,
@@ -92,6 +94,7 @@ def relay(
         max_subscribers=max_subscribers,
         max_lag_mb=max_lag_mb,
         max_total_lag_mb=max_total_lag_mb,
+        **url_peer_config(kw),
         **pull_config(kw),
     )
     tune_malloc()  # a relay's memory grows with its subscribers; the CPU this costs is cheap there

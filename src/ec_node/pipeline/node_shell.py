@@ -40,6 +40,7 @@ from ec_node.pipeline.aio import emit_json, rss_mb
 from ec_node.pipeline.peers import PeerLink, QueueItem
 from ec_node.transport.addr import EndpointAddr, parse_endpoint_addr
 from ec_node.transport.base import Transport
+from ec_node.transport.relay_auth import UrlPeerOptions
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class PullConfig:
     max_frame_mb: int = 64
     receive_buffer_mb: int = 32
     json: bool = False
+    url_peers: UrlPeerOptions = field(default_factory=UrlPeerOptions)  # pins and token for URL remotes
 
     def settings(self, role: Role, **role_only: Any) -> NodeSettings:
         """The core's settings from these flags (plus what only this role sets, e.g. ``stop_after``)."""
@@ -84,7 +86,9 @@ def default_transport(cfg: PullConfig) -> Transport:
     from ec_node.transport.moq_transport import moq_transport
 
     return moq_transport(
-        max_frame_bytes=cfg.max_frame_mb * 1024 * 1024, receive_buffer_bytes=cfg.receive_buffer_mb * 1024 * 1024
+        max_frame_bytes=cfg.max_frame_mb * 1024 * 1024,
+        receive_buffer_bytes=cfg.receive_buffer_mb * 1024 * 1024,
+        url_peers=cfg.url_peers,
     )
 
 

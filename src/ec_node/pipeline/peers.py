@@ -19,6 +19,7 @@ from ec_node.errors import EcError
 from ec_node.node.events import GroupReceived, GroupTooLarge, Input, LinkGone, LinkLost, LinkUp, Track, TrackEnded
 from ec_node.transport.addr import EndpointAddr
 from ec_node.transport.base import NotFoundError, PeerSession, Subscription, Transport
+from ec_node.transport.relay_auth import redact
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ QueueItem = tuple[float, Input]
 def peer_name(addr: EndpointAddr) -> str:
     """A short, stable label for logs and events."""
     if addr.url:
-        return addr.url
+        return redact(addr.url)  # a token in the query is never shown
     return f"{(addr.id or '')[:12]}@{','.join(addr.addrs)}"
 
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,6 +26,7 @@ from ec_node.pipeline.publish_core import PublishCore
 from ec_node.pipeline.startup import StartupObject
 from ec_node.transport.base import TrackWriter, Transport
 from ec_node.transport.identity import load_or_create_identity
+from ec_node.transport.relay_auth import UrlPeerOptions
 from ec_node.ts.guard import GuardedChunker
 from ec_node.ts.inspect import probe_head
 
@@ -54,13 +55,15 @@ class PublishConfig:
     linger_ms: int = 0
     cache_mb: int = 64
     json: bool = False  # a "published" event per chunk on stdout after the startup line
+    relays: list[str] = field(default_factory=list)  # relay URLs to push the broadcast into
+    url_peers: UrlPeerOptions = field(default_factory=UrlPeerOptions)  # pins and token for those relays
 
 
-def default_transport() -> Transport:
-    """The moq transport with its defaults."""
+def default_transport(url_peers: UrlPeerOptions | None = None) -> Transport:
+    """The moq transport with its defaults (and how to dial relays)."""
     from ec_node.transport.moq_transport import moq_transport
 
-    return moq_transport()
+    return moq_transport(url_peers=url_peers)
 
 
 def _source_hint(spec: str, device_id: str | None) -> SourceHint:
@@ -116,15 +119,18 @@ async def run_publish(cfg: PublishConfig, out: TextIO = sys.stdout, transport: T
         chunk_ms=cfg.chunk_ms,
     )
 
-    transport = transport or default_transport()
+    transport = transport or default_transport(cfg.url_peers)
     identity = load_or_create_identity(cfg.identity_dir)
     listener = await transport.listen(cfg.listen, identity, cfg.cache_mb * 1024 * 1024)
     try:
         writers = listener.publish_broadcast(broadcast, core.tracks)
+        for url in cfg.relays:
+            await listener.push(url, broadcast)
         signer_id = signer.signer_id if cfg.publish_manifests and signer else None
-        StartupObject(listener.endpoint_addr, broadcast, stream_id, tuple(core.tracks), signer_id).announce(
-            out, cfg.addr_file
+        startup = StartupObject(
+            listener.endpoint_addr, broadcast, stream_id, tuple(core.tracks), signer_id, tuple(cfg.relays)
         )
+        startup.announce(out, cfg.addr_file)
         log.info("serving %s (%s) on %s", broadcast, ", ".join(core.tracks), listener.endpoint_addr.to_json())
 
         if cfg.startup_delay_ms and await _wait(stop, cfg.startup_delay_ms / 1000):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -49,6 +49,7 @@ class RelayConfig(PullConfig):
     """`relay`'s flags: what to pull (shared with the subscriber) and how to serve it."""
 
     listen: str = "127.0.0.1:0"
+    relays: list[str] = field(default_factory=list)  # relay URLs to push the re-served broadcast into
     keyless: bool = False
     identity_dir: Path | None = None
     cache_mb: int = 64
@@ -99,7 +100,12 @@ async def run_relay(cfg: RelayConfig, out: TextIO = sys.stdout, transport: Trans
             if f.track is Track.CHUNKS:  # the core finishes chunks once every objects upstream ended
                 log.info("upstream ended; serving the cache until stopped")
 
-        StartupObject(listener.endpoint_addr, broadcast, pull.stream_id, tuple(tracks)).announce(out, cfg.addr_file)
+        for url in cfg.relays:
+            await listener.push(url, broadcast)
+        startup = StartupObject(
+            listener.endpoint_addr, broadcast, pull.stream_id, tuple(tracks), None, tuple(cfg.relays)
+        )
+        startup.announce(out, cfg.addr_file)
         log.info(
             "relaying %s on %s from %s; manifests from %s", broadcast, listener.endpoint_addr.to_json(),
             ", ".join(lk.name for lk in pull.objects), pull.manifests.name if pull.manifests else "-",

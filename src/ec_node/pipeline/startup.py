@@ -1,6 +1,7 @@
 """The startup object: the first JSON line of `moq-publish` and `relay`, and the ``--addr-file`` they write.
 
-``{"endpoint_addr": {...}, "broadcast": str, "stream_id": str, "tracks": [str], "signer_id": str | null}``
+``{"endpoint_addr": {...}, "broadcast": str, "stream_id": str, "tracks": [str], "signer_id": str | null}``,
+plus ``"relays": [url]`` when the node also pushes into relays (queries redacted)
 (PROTOCOL.md §11). Written and read here only: other nodes dial ``endpoint_addr`` and subscribe to
 ``broadcast``; scripts and tests read it instead of log lines.
 """
@@ -15,6 +16,7 @@ from typing import Any, TextIO
 from ec_node.errors import UsageError
 from ec_node.pipeline.aio import emit_json, write_json_file
 from ec_node.transport.addr import MAX_ADDR_TEXT_BYTES, AddressError, EndpointAddr, endpoint_addr_from_obj
+from ec_node.transport.relay_auth import redact
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class StartupObject:
     stream_id: str
     tracks: tuple[str, ...]
     signer_id: str | None = None  # the leader's manifest signer, if it publishes manifests
+    relays: tuple[str, ...] = ()  # relay URLs the broadcast is also pushed to (queries redacted)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object, keys in the documented order."""
@@ -35,6 +38,7 @@ class StartupObject:
             "stream_id": self.stream_id,
             "tracks": list(self.tracks),
             "signer_id": self.signer_id,
+            **({"relays": [redact(u) for u in self.relays]} if self.relays else {}),
         }
 
     def announce(self, out: TextIO, addr_file: Path | None) -> None:
@@ -61,7 +65,10 @@ class StartupObject:
             raise UsageError(f"{where}: tracks must be a list of names")
         if signer is not None and not isinstance(signer, str):
             raise UsageError(f"{where}: signer_id must be a string or null")
-        return cls(ep, broadcast, stream_id, tuple(tracks), signer)
+        relays = obj.get("relays", [])
+        if not isinstance(relays, list) or not all(isinstance(r, str) for r in relays):
+            raise UsageError(f"{where}: relays must be a list of URLs")
+        return cls(ep, broadcast, stream_id, tuple(tracks), signer, tuple(relays))
 
 
 def read_startup_file(path: Path) -> StartupObject:

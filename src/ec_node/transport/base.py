@@ -74,6 +74,10 @@ class Listener(Protocol):
         """How peers reach this node (its node id and addresses)."""
         ...
 
+    async def push(self, url: str, broadcast: str, timeout_s: float = 10.0) -> None:
+        """Also announce this node's broadcasts to the relay at ``url`` (it dials out; redials itself)."""
+        ...
+
     def publish_broadcast(self, name: str, tracks: list[str]) -> dict[str, TrackWriter]:
         """Create every track of broadcast ``name``, then announce it (so no subscriber ever
         sees it half-built)."""

@@ -61,10 +61,11 @@ from typing import TYPE_CHECKING
 
 import moq
 
-from ec_node.errors import ConfigError, UnreachableError, UsageError
+from ec_node.errors import ConfigError, EcError, UnreachableError, UsageError
 from ec_node.transport.addr import EndpointAddr
 from ec_node.transport.base import GroupEvent, NotFoundError, PeerLostError, TrackWriter
 from ec_node.transport.identity import NodeIdentity
+from ec_node.transport.relay_auth import JWT_ENV, UrlPeerOptions, redact, with_jwt
 from ec_node.transport.shedding import SHED_CODE, SessionMeter, ShedLimits, pick_shed, refuse_reason
 
 log = logging.getLogger(__name__)
@@ -187,8 +188,11 @@ class MoqListener:
         endpoint_addr: EndpointAddr,
         config: MoqConfig,
         shed: ShedLimits | None = None,
+        url_peers: UrlPeerOptions | None = None,
     ) -> None:
         self._server = server
+        self._url_peers = url_peers or UrlPeerOptions()
+        self._pushes: list[moq.Client] = []
         self._origin = origin
         self._consume_origin = consume_origin  # held: sessions publishing to us land here
         self._endpoint_addr = endpoint_addr
@@ -232,6 +236,51 @@ class MoqListener:
         self._writers.extend(writers)
         return {w.name: w for w in writers}
 
+    async def push(self, url: str, broadcast: str, timeout_s: float = 10.0) -> None:
+        """Dial the relay at ``url`` and announce this node's broadcasts there (moq-relay style).
+
+        The session redials on its own with backoff. A relay that refuses the session (a bad or
+        expired token, a path the token does not cover) is detected here, before the caller goes
+        on: ConfigError; one that cannot be reached: UnreachableError. Success is the relay
+        announcing ``broadcast`` back (it routes it) within ``timeout_s``.
+        """
+        shown = redact(url)
+        client = url_client(
+            url,
+            None,
+            self._url_peers,
+            publish=self._origin,
+            subscribe=moq.OriginProducer(cache_capacity_bytes=1 << 20),  # announcements only
+            reconnect=True,
+        )
+        try:
+            await asyncio.wait_for(client.__aenter__(), timeout_s)
+        except (TimeoutError, moq.Error) as exc:
+            with contextlib.suppress(moq.Error):
+                await client.__aexit__(None, None, None)
+            raise _push_error(shown, exc) from None
+        session = client.session
+        closed = asyncio.ensure_future(session.closed()) if session is not None else None
+        routed = asyncio.ensure_future(client.announced_broadcast(broadcast))
+        try:
+            waiting = {routed} | ({closed} if closed is not None else set())
+            done, _ = await asyncio.wait(waiting, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            if closed is not None and closed in done:
+                raise _push_error(shown, closed.exception() or ConnectionError("session closed"))
+            if routed not in done:
+                raise UnreachableError(f"relay {shown} did not route broadcast {broadcast!r} within {timeout_s:g} s")
+            routed.result()
+        except BaseException:
+            with contextlib.suppress(moq.Error):
+                await client.__aexit__(None, None, None)
+            raise
+        finally:
+            for f in (routed, closed):
+                if f is not None and not f.done():
+                    f.cancel()
+        self._pushes.append(client)
+        log.info("pushing %r to relay %s", broadcast, shown)
+
     async def close(self) -> None:
         """Finish every track, give subscribers ``close_grace_s`` to drain, then close."""
         if self._closed:
@@ -255,6 +304,10 @@ class MoqListener:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._broadcasts.clear()
+        for client in self._pushes:
+            with contextlib.suppress(moq.Error):
+                await client.__aexit__(None, None, None)
+        self._pushes.clear()
         await self._server.__aexit__(None, None, None)
 
     async def _accept_loop(self) -> None:
@@ -403,6 +456,12 @@ class MoqSubscription:
                         raise
                     log.info("track %r group %d lost: %s", self._name, seq, describe_moq_error(exc))
                     continue
+                if not payload:
+                    # no ec-node group is empty: this is how an IETF moq-transport relay carries a
+                    # track's END_OF_TRACK (one 0-byte object in group N+1). The track ends; nobody is blamed.
+                    log.info("track %r ended by an empty group %d", self._name, seq)
+                    await self._raw.put(_END)
+                    return
                 await self._raw.put(GroupEvent(seq, payload))
         except moq.Error as exc:
             if _is_graceful_close(exc) or moq.is_shutdown(exc):
@@ -570,7 +629,12 @@ class MoqPeerSession:
 # ------------------------------------------------------------------------------------- transport
 
 
-def moq_transport(*, max_frame_bytes: int | None = None, receive_buffer_bytes: int | None = None) -> MoqTransport:
+def moq_transport(
+    *,
+    max_frame_bytes: int | None = None,
+    receive_buffer_bytes: int | None = None,
+    url_peers: UrlPeerOptions | None = None,
+) -> MoqTransport:
     """The node's transport with its defaults, overriding what the command line sets."""
     base = MoqConfig()
     return MoqTransport(
@@ -578,15 +642,17 @@ def moq_transport(*, max_frame_bytes: int | None = None, receive_buffer_bytes: i
             base,
             max_payload_bytes=base.max_payload_bytes if max_frame_bytes is None else max_frame_bytes,
             client_cache_bytes=base.client_cache_bytes if receive_buffer_bytes is None else receive_buffer_bytes,
-        )
+        ),
+        url_peers,
     )
 
 
 class MoqTransport:
     """Listeners and sessions over moq-rs (raw QUIC ``moql://`` between nodes)."""
 
-    def __init__(self, config: MoqConfig | None = None) -> None:
+    def __init__(self, config: MoqConfig | None = None, url_peers: UrlPeerOptions | None = None) -> None:
         self.config = config or MoqConfig()
+        self.url_peers = url_peers or UrlPeerOptions()
 
     async def listen(
         self,
@@ -610,7 +676,7 @@ class MoqTransport:
         server = await start_server(bind, identity, origin, consume_origin)
         addrs = tuple(advertise) if advertise else (_dialable(server.local_addr),)
         endpoint = EndpointAddr(id=identity.fingerprint, addrs=addrs)
-        return MoqListener(server, origin, consume_origin, endpoint, self.config, shed)
+        return MoqListener(server, origin, consume_origin, endpoint, self.config, shed, self.url_peers)
 
     async def connect(self, addr: EndpointAddr, timeout_s: float | None = None) -> MoqPeerSession:
         """Dial ``addr``'s addresses in turn within ``timeout_s`` in total (default 10 s)."""
@@ -634,27 +700,50 @@ class MoqTransport:
             try:
                 await asyncio.wait_for(client.__aenter__(), budget)
             except TimeoutError:
-                errors.append(f"{url}: no answer within {budget:.3g} s")
+                errors.append(f"{redact(url)}: no answer within {budget:.3g} s")
             except moq.Error as exc:
                 text = describe_moq_error(exc)
                 if "fingerprint mismatch" in text:
                     text = f"peer is not node {addr.id} (certificate fingerprint mismatch)"
-                errors.append(f"{url}: {text}")
+                errors.append(f"{redact(url)}: {text}")
             else:
-                return MoqPeerSession(client, addr, url, self.config, functools.partial(self._client, url, addr.id))
+                redial = functools.partial(self._client, url, addr.id)
+                return MoqPeerSession(client, addr, redact(url), self.config, redial)
             with contextlib.suppress(moq.Error):
                 await client.__aexit__(None, None, None)
         raise UnreachableError("cannot connect to peer: " + "; ".join(errors or ["no time left"]))
 
     def _client(self, url: str, node_id: str | None) -> moq.Client:
         cache = self.config.client_cache_bytes
-        return moq.Client(
+        return url_client(
             url,
-            tls_fingerprints=[node_id] if node_id else None,
-            reconnect=False,
+            node_id,
+            self.url_peers,
             publish=moq.OriginProducer(cache_capacity_bytes=cache),
             subscribe=moq.OriginProducer(cache_capacity_bytes=cache),
         )
+
+
+def url_client(
+    url: str,
+    node_id: str | None,
+    opts: UrlPeerOptions,
+    *,
+    publish: moq.OriginProducer,
+    subscribe: moq.OriginProducer,
+    reconnect: bool = False,
+) -> moq.Client:
+    """A client for ``url``: a pinned node by its id, a URL peer by ``opts`` (pins, CA, token)."""
+    if node_id:
+        return moq.Client(url, tls_fingerprints=[node_id], reconnect=reconnect, publish=publish, subscribe=subscribe)
+    return moq.Client(
+        with_jwt(url, opts.jwt),
+        tls_fingerprints=list(opts.tls_fingerprints) or None,
+        tls_roots=[str(opts.tls_ca)] if opts.tls_ca else None,
+        reconnect=reconnect,
+        publish=publish,
+        subscribe=subscribe,
+    )
 
 
 async def start_server(
@@ -680,6 +769,18 @@ async def start_server(
         await server.__aexit__(None, None, None)
         raise
     return server
+
+
+def _push_error(shown: str, exc: BaseException) -> EcError:
+    """One line for a relay that would not take our session."""
+    if isinstance(exc, TimeoutError):
+        return UnreachableError(f"relay {shown}: no answer")
+    if isinstance(exc, moq.Error) and moq.is_auth(exc):
+        return ConfigError(f"relay {shown} refused the session (unauthorized): check --jwt-file or ${JWT_ENV}")
+    text = describe_moq_error(exc)
+    if "fingerprint mismatch" in text or "UnknownIssuer" in text:
+        return ConfigError(f"relay {shown}: certificate not trusted ({text}); pass --tls-fingerprint or --tls-ca")
+    return UnreachableError(f"relay {shown}: {text}")
 
 
 def _dialable(local: str) -> str:
