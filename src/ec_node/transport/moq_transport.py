@@ -89,6 +89,9 @@ class MoqConfig:
     lag_check_s: float = 1.0  # how often downstream sessions' progress is checked for shedding
 
 
+#: how long a pushed session must stay up to count as accepted (a relay rejects within ms of the handshake)
+PUSH_CONFIRM_S = 1.0
+
 # ---------------------------------------------------------------------------------------- errors
 
 
@@ -241,8 +244,9 @@ class MoqListener:
 
         The session redials on its own with backoff. A relay that refuses the session (a bad or
         expired token, a path the token does not cover) is detected here, before the caller goes
-        on: ConfigError; one that cannot be reached: UnreachableError. Success is the relay
-        announcing ``broadcast`` back (it routes it) within ``timeout_s``.
+        on: ConfigError; one that cannot be reached within ``timeout_s``: UnreachableError. A
+        session still up ``PUSH_CONFIRM_S`` later (or that sees the relay announce ``broadcast``
+        back) is taken.
         """
         shown = redact(url)
         client = url_client(
@@ -263,13 +267,14 @@ class MoqListener:
         closed = asyncio.ensure_future(session.closed()) if session is not None else None
         routed = asyncio.ensure_future(client.announced_broadcast(broadcast))
         try:
+            # A relay refuses a session right after the handshake (moq-relay: ~40 ms; locally 1-2 ms):
+            # the session closes with an auth error. Nothing says "accepted" unless the token also lets
+            # us read (then the relay announces our broadcast back), so a session alive after
+            # PUSH_CONFIRM_S counts as taken.
             waiting = {routed} | ({closed} if closed is not None else set())
-            done, _ = await asyncio.wait(waiting, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waiting, timeout=PUSH_CONFIRM_S, return_when=asyncio.FIRST_COMPLETED)
             if closed is not None and closed in done:
                 raise _push_error(shown, closed.exception() or ConnectionError("session closed"))
-            if routed not in done:
-                raise UnreachableError(f"relay {shown} did not route broadcast {broadcast!r} within {timeout_s:g} s")
-            routed.result()
         except BaseException:
             with contextlib.suppress(moq.Error):
                 await client.__aexit__(None, None, None)
