@@ -493,3 +493,22 @@ def test_manifests_the_end_of_their_track_overtook_are_fetched_once() -> None:
     assert [s.chunk_index for s in r.segments()] == [w.sequence for w in p.objects]
     assert r.events("rejected") == [] and r.of(Exit) == [Exit(ExitCode.OK, "stream ended")]
     assert r.of(Fetch, r.advance(10)) == []  # once only
+
+
+def test_chunks_the_end_of_their_track_overtook_are_fetched_once_when_manifests_list_them() -> None:
+    r = Run()
+    r.up()
+    p = PUB
+    for m in p.manifests:
+        r.man(m)
+    for w in p.objects[:-2]:
+        r.obj(w.payload, seq=w.sequence)
+    r.feed(TrackEnded("a", Track.CHUNKS))  # the last two groups were still in flight
+    fetched = r.of(Fetch, r.advance(r.core.settings.end_grace_s))
+    assert fetched == [Fetch("a", Track.CHUNKS, tuple(w.sequence for w in p.objects[-2:]))]
+    assert not r.of(Exit)
+    for w in p.objects[-2:]:
+        r.feed(GroupReceived("a", Track.CHUNKS, w.sequence, w.payload, backfilled=True))
+    r.advance(r.core.settings.end_grace_s)
+    assert [s.chunk_index for s in r.segments()] == [w.sequence for w in p.objects]
+    assert r.of(Exit) == [Exit(ExitCode.OK, "stream ended")]

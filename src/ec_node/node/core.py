@@ -138,6 +138,8 @@ class NodeCore:
         self._manifests_refetched = False  # the manifests its end overtook were fetched once
         self._max_chunk_seen = -1  # highest chunk group sequence received
         self._max_manifest_seen = -1  # highest manifest group sequence received
+        self._max_listed = -1  # highest chunk index a usable manifest covers
+        self._tail_fetched = False  # chunks the objects tracks' end overtook were fetched once
         self._end_grace_until: float | None = None  # every objects track ended: the end waits for late groups
         self._fetched_hole: tuple[int, int] | None = None
         self._served_manifests: OrderedDict[int, None] = OrderedDict()
@@ -350,6 +352,7 @@ class NodeCore:
         if d.verdict is not Verdict.ACCEPTED or d.manifest is None:
             return
         body = d.manifest.body
+        self._max_listed = max(self._max_listed, body.chunk_start_index + body.total_chunks - 1)
         self.manifests += 1
         self._epoch_chunks = max(1, body.total_chunks)
         out.append(ManifestAccepted(d.epoch, peer, d.manifest.manifest_id, d.pinned_signer))
@@ -401,6 +404,12 @@ class NodeCore:
         if self._max_chunk_seen >= 0:  # chunks past the last manifest: theirs were overtaken too
             owed |= set(range(self._max_manifest_seen + 1, self._max_chunk_seen // e + 1))
         return tuple(sorted(owed)[-64:])
+
+    def _listed_tail(self) -> tuple[int, ...]:
+        """Chunk indices above every chunk received that usable manifests list (at most 64)."""
+        first = self._max_chunk_seen + 1
+        last = min(self._max_listed, first + 63)
+        return tuple(i for i in range(first, last + 1) if self.verifier.slot_state(i) is SlotState.PRESENT)
 
     def _manifests_over(self, out: list[Output]) -> None:
         """No more manifests will come: what waits for one never gets it."""
@@ -564,6 +573,12 @@ class NodeCore:
             if now < self._end_grace_until:
                 return  # groups the end overtook may still arrive
             self._end_grace_until = None
+            tail = self._listed_tail()
+            if tail and not self._tail_fetched:  # manifests vouch for chunks that never came: ask once
+                self._tail_fetched = True
+                self._end_grace_until = now + s.end_grace_s
+                out.extend(Fetch(lk.peer, Track.CHUNKS, tail) for lk in objects if lk.phase in _FETCHABLE)
+                return
         hole_at = self._reorder.hole_since
         if hole_at is not None and now < hole_at + s.reorder_s and any(lk.phase is LinkPhase.ENDED for lk in objects):
             return
