@@ -52,6 +52,11 @@ def pull_options(remote_help: str, manifests_help: str) -> Callable[[F], F]:
                      help="Per-connection buffer for groups received but not yet read (memory vs bursts)."),
         click.option("--json", "json_", is_flag=True, help="JSON-lines events on stdout."),
     ]  # fmt: skip
+    return stacked(options)
+
+
+def stacked(options: list[Callable[[F], F]]) -> Callable[[F], F]:
+    """One decorator applying ``options`` so that ``--help`` lists them in the given order."""
 
     def wrap(f: F) -> F:
         for opt in reversed(options):

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ec_node.cli.pull_options import stacked
 from ec_node.transport.relay_auth import JWT_ENV, UrlPeerOptions, has_token, load_jwt, parse_fingerprint
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -28,13 +29,7 @@ def url_peer_options(*, push: bool) -> Callable[[F], F]:
             "--relay", "relays", multiple=True, metavar="URL",
             help="Also push the broadcast to this relay (moql://, moqt://, https://; repeatable): dial out, announce.",
         ))  # fmt: skip
-
-    def wrap(f: F) -> F:
-        for opt in reversed(options):
-            f = opt(f)
-        return f
-
-    return wrap
+    return stacked(options)
 
 
 def url_peer_config(kw: dict[str, Any]) -> dict[str, Any]:
