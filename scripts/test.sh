@@ -14,6 +14,7 @@ fi
 if [ -x "$CHROMIUM" ]; then
   export EC_NODE_CHROMIUM="$CHROMIUM"
 fi
+bash "$ROOT/scripts/interop_venv.sh" || true  # aiomoqt (Python >= 3.12) for tests/interop; skips if absent
 cd "$ROOT"
 ruff check src tests bench
 ruff format --check src tests bench
