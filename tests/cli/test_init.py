@@ -26,6 +26,7 @@ COMMANDS = {
     "moq-subscribe",
     "demo",
     "relay",
+    "channels",
 }
 
 

@@ -13,6 +13,7 @@ import m3u8
 import pytest
 
 from ec_node.devkit.decode import decode
+from ec_node.errors import ExitCode
 from ec_node.integrity.keys import derive_stream_key
 from ec_node.integrity.signer import Signer
 from ec_node.ts.chunker import Chunk, Chunker
@@ -254,9 +255,9 @@ def test_a_verifying_relay_without_a_manifests_source_exits_4(recording: Path, t
 
 def test_relay_usage_errors(tmp_path: Path) -> None:
     addr = json.dumps({"id": "a" * 64, "addrs": ["127.0.0.1:9"]})
-    with Node(["relay", "--remote", addr], tmp_path, "nobroadcast") as n:
-        assert n.wait() == 2
-        assert "--broadcast" in n.stderr()
+    with Node(["relay", "--remote", addr, "--connect-timeout", "1"], tmp_path, "nobroadcast") as n:
+        assert n.wait() == ExitCode.UNREACHABLE  # without --broadcast it asks the peer, which is not there
+        assert "cannot connect" in n.stderr()
     with Node(["relay", "--remote", addr, "--broadcast", "B", "--keyless"], tmp_path, "keyless") as n:
         assert n.wait() == 2
         assert "--require-manifest" in n.stderr()

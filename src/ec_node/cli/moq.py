@@ -138,7 +138,11 @@ def moq_publish(
     "Objects peer (repeatable): EndpointAddr JSON, @FILE, or moql:// / moqt:// / https:// URL.",
     "Manifests peer (default: the first objects peer).",
 )
-@click.option("--broadcast", required=True, help="MoQ broadcast name.")
+@click.option(
+    "--broadcast",
+    help="MoQ broadcast name (default: from an --remote @FILE startup object, else the one broadcast "
+    "the first --remote announces).",
+)
 @click.option("--subscribe-manifests", is_flag=True, help="Subscribe to the manifests track.")
 @click.option(
     "--max-invalid-chunks",
@@ -171,7 +175,7 @@ def moq_publish(
 )
 @url_peer_options(push=False)
 def moq_subscribe(
-    broadcast: str,
+    broadcast: str | None,
     subscribe_manifests: bool,
     max_invalid_chunks: int | None,
     stop_after: int | None,

@@ -23,7 +23,11 @@ from ec_node.pipeline.relay import RelayConfig, run_relay
     "Manifests upstream (default: the first --remote).",
 )
 @click.option("--listen", default="127.0.0.1:0", show_default=True, metavar="HOST:PORT")
-@click.option("--broadcast", help="MoQ broadcast name (default: read from an --remote @PATH startup file).")
+@click.option(
+    "--broadcast",
+    help="MoQ broadcast name (default: from an --remote @FILE startup object, else the one broadcast "
+    "the first --remote announces).",
+)
 @click.option(
     "--keyless",
     is_flag=True,

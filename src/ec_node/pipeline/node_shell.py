@@ -37,6 +37,7 @@ from ec_node.node.events import (
 )
 from ec_node.node.settings import DEFAULT_MAX_PEER_REJECTIONS, NodeSettings, Role
 from ec_node.pipeline.aio import emit_json, rss_mb
+from ec_node.pipeline.channels import resolve_broadcast
 from ec_node.pipeline.peers import PeerLink, QueueItem
 from ec_node.transport.addr import EndpointAddr, parse_endpoint_addr
 from ec_node.transport.base import Transport
@@ -90,6 +91,23 @@ def default_transport(cfg: PullConfig) -> Transport:
         receive_buffer_bytes=cfg.receive_buffer_mb * 1024 * 1024,
         url_peers=cfg.url_peers,
     )
+
+
+async def pull_broadcast(cfg: PullConfig, transport: Transport) -> str:
+    """The broadcast to pull: ``--broadcast``, else found from the first ``--remote``
+    (:func:`~ec_node.pipeline.channels.resolve_broadcast`), once the flags that need no peer are checked."""
+    if not cfg.remotes:
+        raise UsageError("--remote is required")
+    if cfg.broadcast:
+        return cfg.broadcast
+    if cfg.stream_id is not None:
+        validate_stream_id(cfg.stream_id)
+    parse_network_secret(cfg.network_secret)
+    for s in cfg.trust_signers:
+        parse_signer_id(s)
+    for r in [*cfg.remotes, *([cfg.remote_manifests] if cfg.remote_manifests else [])]:
+        parse_endpoint_addr(r)
+    return await resolve_broadcast(cfg.remotes[0], transport, connect_timeout_s=cfg.connect_timeout_s)
 
 
 @dataclass

@@ -34,6 +34,7 @@ from ec_node.pipeline.node_shell import (
     Reporter,
     default_transport,
     prepare_pull,
+    pull_broadcast,
     raise_unless_ok,
 )
 from ec_node.pipeline.startup import StartupObject, broadcast_from_startup
@@ -69,9 +70,9 @@ async def run_relay(cfg: RelayConfig, out: TextIO = sys.stdout, transport: Trans
         raise UsageError("--keyless and --network-secret exclude each other")
     if cfg.trust_signers and not cfg.require_manifest:
         log.warning("--trust-signer has no effect without --require-manifest")
-    broadcast = cfg.broadcast or broadcast_from_startup(cfg.remotes[0])
     settings = cfg.settings(Role.RELAY)
     transport = transport or default_transport(cfg)
+    broadcast = await pull_broadcast(cfg, transport)
     pull = prepare_pull(cfg, settings, broadcast, transport, keyless=cfg.keyless, want_manifests=True)
     stop = asyncio.Event()
     install_stop_signals(stop)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from ec_node.errors import ExitCode, UsageError
+from ec_node.errors import ExitCode
 from ec_node.node.events import WriteSegment
 from ec_node.node.settings import Role
 from ec_node.pipeline.aio import install_stop_signals, rss_mb
@@ -28,6 +28,7 @@ from ec_node.pipeline.node_shell import (
     Reporter,
     default_transport,
     prepare_pull,
+    pull_broadcast,
     raise_unless_ok,
 )
 from ec_node.serve.server import WatchServer
@@ -54,16 +55,16 @@ class SubscribeConfig(PullConfig):
 
 async def run_subscribe(cfg: SubscribeConfig, out: TextIO = sys.stdout, transport: Transport | None = None) -> None:
     """Run until --stop-after, the stream's end, or a failure (raised as an EcError with its exit code)."""
-    if not cfg.broadcast:
-        raise UsageError("--broadcast is required")
     if cfg.require_manifest and not cfg.subscribe_manifests:
         log.info("--require-manifest implies --subscribe-manifests")
     settings = cfg.settings(Role.SUBSCRIBER, max_invalid=cfg.max_invalid, stop_after=cfg.stop_after)
+    transport = transport or default_transport(cfg)
+    broadcast = await pull_broadcast(cfg, transport)
     pull = prepare_pull(
         cfg,
         settings,
-        cfg.broadcast,
-        transport or default_transport(cfg),
+        broadcast,
+        transport,
         want_manifests=cfg.subscribe_manifests or cfg.require_manifest,
         measure=measure_duration_ms,
     )
@@ -83,7 +84,7 @@ async def run_subscribe(cfg: SubscribeConfig, out: TextIO = sys.stdout, transpor
 
         stop = asyncio.Event()
         install_stop_signals(stop)
-        report.emit({"event": "subscribed", "broadcast": cfg.broadcast, "stream_id": pull.stream_id,
+        report.emit({"event": "subscribed", "broadcast": broadcast, "stream_id": pull.stream_id,
                      "objects_peers": [lk.name for lk in pull.objects],
                      "manifests_peer": pull.manifests.name if pull.manifests else None})  # fmt: skip
         done = await NodeShell(pull, report, stop, Effects(write_segment=write)).run()

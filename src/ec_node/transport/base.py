@@ -137,6 +137,11 @@ class PeerSession(Protocol):
         """Old groups fetched concurrently; a missing one maps to ``None``."""
         ...
 
+    async def announced(self, prefix: str = "", *, window_s: float) -> list[str]:
+        """The broadcast names the peer announces under ``prefix``, as collected for ``window_s``
+        seconds (announcements carry no end marker; the window bounds the wait)."""
+        ...
+
     async def close(self) -> None:
         """Close the session and its subscriptions."""
         ...

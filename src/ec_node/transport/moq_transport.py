@@ -42,6 +42,9 @@ Behaviour observed with this stack (loopback, checked while writing this module;
 * Cancelling a pending ``recv_group`` (e.g. via ``asyncio.wait_for``) is harmless: the next call
   still gets the next group. We still read in a background task so that a caller's timeout can
   never cut a group in half.
+* Announcements (``Client.announced(prefix)``): a listener's live broadcasts arrive within ms of
+  the handshake, each update's ``prefix`` the full broadcast path, but nothing marks the end of the
+  initial set; :meth:`MoqPeerSession.announced` therefore collects for a bounded window.
 * A fingerprint mismatch fails the handshake at once with ``Connect('... fingerprint mismatch')``;
   an address nobody answers hangs until our connect timeout (no ICMP shortcut in quinn).
 """
@@ -599,6 +602,37 @@ class MoqPeerSession:
         finally:
             with contextlib.suppress(moq.Error):
                 await client.__aexit__(None, None, None)
+
+    async def announced(self, prefix: str = "", *, window_s: float) -> list[str]:
+        """The broadcasts the peer announces under ``prefix``, collected for ``window_s`` seconds.
+
+        moq-lite announces what is live right after the handshake (within ms on loopback), but
+        gives no "that was all" signal, so the window bounds the wait. A broadcast retracted within
+        the window is left out; the order is first announcement. PeerLostError if the session fails.
+        """
+        if self._closed:
+            raise RuntimeError("session is closed")
+        if window_s <= 0:
+            raise UsageError(f"announcement window must be positive, got {window_s}")
+        consumer = self._client.announced(prefix)
+        live: dict[str, None] = {}
+
+        async def collect() -> None:
+            async for update in consumer:
+                if update.active:
+                    live.setdefault(update.prefix, None)
+                else:
+                    live.pop(update.prefix, None)
+
+        try:
+            await asyncio.wait_for(collect(), window_s)
+        except TimeoutError:
+            pass
+        except moq.Error as exc:
+            raise PeerLostError(f"list announcements on {self._url}: {describe_moq_error(exc)}") from None
+        finally:
+            consumer.cancel()
+        return list(live)
 
     async def close(self) -> None:
         """Close the session and its subscriptions (idempotent)."""
