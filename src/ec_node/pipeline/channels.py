@@ -10,9 +10,10 @@ manifest *claims* (its trust is never checked here -- that is the subscriber's `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -250,6 +251,20 @@ def _say(text: str) -> None:
     sys.stderr.flush()
 
 
+@contextlib.asynccontextmanager
+async def _announcing(
+    transport: Transport, addr: EndpointAddr, window_s: float, connect_timeout_s: float, say: Callable[[str], None]
+) -> AsyncIterator[tuple[PeerSession, list[str]]]:
+    """A session to ``addr`` and the broadcasts it announced within ``window_s`` (closed on exit)."""
+    say(f"connecting to {peer_name(addr)} (up to {connect_timeout_s:g} s)")
+    session = await transport.connect(addr, connect_timeout_s)
+    try:
+        say(f"collecting the broadcasts it announces ({window_s:g} s)")
+        yield session, await session.announced("", window_s=window_s)
+    finally:
+        await session.close()
+
+
 async def announced_broadcasts(
     transport: Transport,
     addr: EndpointAddr,
@@ -259,13 +274,8 @@ async def announced_broadcasts(
     say: Callable[[str], None] = _say,
 ) -> list[str]:
     """The broadcasts ``addr`` announces within ``window_s`` (UnreachableError if it cannot be dialled)."""
-    say(f"connecting to {peer_name(addr)} (up to {connect_timeout_s:g} s)")
-    session = await transport.connect(addr, connect_timeout_s)
-    try:
-        say(f"collecting the broadcasts it announces ({window_s:g} s)")
-        return await session.announced("", window_s=window_s)
-    finally:
-        await session.close()
+    async with _announcing(transport, addr, window_s, connect_timeout_s, say) as (_, names):
+        return names
 
 
 async def list_channels(
@@ -277,11 +287,7 @@ async def list_channels(
     say: Callable[[str], None] = _say,
 ) -> list[ChannelInfo]:
     """Every broadcast ``addr`` announces within ``window_s``, each described by :func:`describe_broadcast`."""
-    say(f"connecting to {peer_name(addr)} (up to {connect_timeout_s:g} s)")
-    session = await transport.connect(addr, connect_timeout_s)
-    try:
-        say(f"collecting the broadcasts it announces ({window_s:g} s)")
-        names = await session.announced("", window_s=window_s)
+    async with _announcing(transport, addr, window_s, connect_timeout_s, say) as (session, names):
         if not names:
             return []
         say(f"reading one group of {' and '.join(PROBE_TRACKS)} of {len(names)} broadcast(s) "
@@ -293,8 +299,6 @@ async def list_channels(
                 return await describe_broadcast(session, name, window_s)
 
         return list(await asyncio.gather(*(one(n) for n in names)))
-    finally:
-        await session.close()
 
 
 async def resolve_broadcast(
