@@ -10,6 +10,7 @@ import click
 
 from ec_node.cli.exits import documents_exits
 from ec_node.cli.pull_options import CHUNK_MS, pull_config, pull_options
+from ec_node.cli.serve_options import serving_options
 from ec_node.cli.url_options import url_peer_config, url_peer_options
 from ec_node.errors import ExitCode
 from ec_node.pipeline.channel_output import RENDITION_MODES
@@ -38,13 +39,7 @@ from ec_node.ts.chunker import DEFAULT_CHUNK_MS
 )
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop ingest after S seconds.")
 @click.option("--realtime", is_flag=True, help="Pace a file by its PCR instead of reading it as fast as possible.")
-@click.option("--listen", default="127.0.0.1:0", show_default=True, metavar="HOST:PORT")
-@click.option(
-    "--identity",
-    "identity_dir",
-    type=click.Path(path_type=Path),
-    help="Directory keeping this node's TLS identity (node id) across restarts.",
-)
+@serving_options()
 @click.option("--stream-id", help="Explicit stream id (default: derived from the stream or source).")
 @click.option("--broadcast", help="MoQ broadcast name (default: the stream id).")
 @click.option("--network-secret", metavar="HEX", help="Private-swarm secret mixed into the stream key.")
@@ -61,15 +56,7 @@ from ec_node.ts.chunker import DEFAULT_CHUNK_MS
 @click.option("--epoch-chunks", type=click.IntRange(1, 8192), default=1, show_default=True)
 @click.option("--chunk-ms", type=CHUNK_MS, default=DEFAULT_CHUNK_MS, show_default=True)
 @click.option("--startup-delay-ms", type=click.IntRange(0), default=0, help="Test helper: delay ingest.")
-@click.option("--addr-file", type=click.Path(path_type=Path), help="Also write the startup JSON here.")
 @click.option("--linger-ms", type=click.IntRange(0), default=0, help="Keep serving after the input ends.")
-@click.option(
-    "--cache-mb",
-    type=click.IntRange(1),
-    default=64,
-    show_default=True,
-    help="Bound of the group cache served to peers (history for late joiners).",
-)
 @click.option("--json", "json_", is_flag=True, help="A JSON 'published' event per chunk on stdout.")
 @url_peer_options(push=True)
 def moq_publish(

@@ -10,6 +10,7 @@ import click
 
 from ec_node.cli.exits import documents_exits
 from ec_node.cli.pull_options import pull_config, pull_options
+from ec_node.cli.serve_options import serving_options
 from ec_node.cli.url_options import url_peer_config, url_peer_options
 from ec_node.errors import ExitCode
 from ec_node.memory import tune_malloc
@@ -22,7 +23,7 @@ from ec_node.pipeline.relay import RelayConfig, run_relay
     "Objects upstream (repeatable): EndpointAddr JSON, @FILE, or moql:// / moqt:// / https:// URL.",
     "Manifests upstream (default: the first --remote).",
 )
-@click.option("--listen", default="127.0.0.1:0", show_default=True, metavar="HOST:PORT")
+@serving_options()
 @click.option(
     "--broadcast",
     help="MoQ broadcast name (default: from an --remote @FILE startup object, else the one broadcast "
@@ -33,20 +34,6 @@ from ec_node.pipeline.relay import RelayConfig, run_relay
     is_flag=True,
     help="Without the network secret: check manifests and object metadata only, not ciphertext.",
 )
-@click.option(
-    "--identity",
-    "identity_dir",
-    type=click.Path(path_type=Path),
-    help="Directory keeping this node's TLS identity (node id) across restarts.",
-)
-@click.option(
-    "--cache-mb",
-    type=click.IntRange(1),
-    default=64,
-    show_default=True,
-    help="Bound of the group cache served to peers (history for late joiners).",
-)
-@click.option("--addr-file", type=click.Path(path_type=Path), help="Also write the startup JSON here.")
 @click.option(
     "--max-subscribers",
     type=click.IntRange(1),

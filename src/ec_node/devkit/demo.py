@@ -142,44 +142,26 @@ class Demo:
             s = capture(host, "7.1", self.cfg.seconds, rec)
             self.say(f"3. capture: {s.bytes / 1e6:.1f} MB of channel 7.1 via ?duration={self.cfg.seconds}")
         pace = ["--realtime"] if self.cfg.realtime else []
+        # both publishers: the same capture, paced alike, starting once their peers can be attached
+        publish = ["moq-publish", "--input", str(rec), *pace, "--startup-delay-ms", "1500", "--linger-ms", "600000",
+                   "--json"]  # fmt: skip
         try:
             leader = self.spawn(
                 "leader",
                 [
-                    "moq-publish",
-                    "--input",
-                    str(rec),
-                    *pace,
+                    *publish,
                     "--publish-manifests",
                     "--publish-chunks=false",
                     "--signing-key",
                     str(d / "leader.key"),
                     "--addr-file",
                     str(d / "leader.json"),
-                    "--startup-delay-ms",
-                    "1500",
-                    "--linger-ms",
-                    "600000",
-                    "--json",
-                ],
+                ],  # fmt: skip
                 follow_progress=True,
             )
             publisher = self.spawn(
                 "publisher",
-                [
-                    "moq-publish",
-                    "--input",
-                    str(rec),
-                    *pace,
-                    "--publish-chunks=true",
-                    "--addr-file",
-                    str(d / "publisher.json"),
-                    "--startup-delay-ms",
-                    "1500",
-                    "--linger-ms",
-                    "600000",
-                    "--json",
-                ],
+                [*publish, "--publish-chunks=true", "--addr-file", str(d / "publisher.json")],
                 follow_progress=True,
             )
             sl, sp = self.first_line(leader), self.first_line(publisher)

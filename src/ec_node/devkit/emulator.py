@@ -44,16 +44,22 @@ from ec_node.devkit.pacing import TsMedia, load_ts, schedule
 from ec_node.errors import BadInputError, ConfigError, UsageError
 from ec_node.hdhr import discovery
 from ec_node.hdhr.api import ERROR_TEXT
-from ec_node.hdhr.device import LINEUP_STATUS, Channel, DeviceIdentity, discover_json, lineup_json
+from ec_node.hdhr.device import (
+    FIRMWARE_NAME,
+    FIRMWARE_VERSION,
+    LINEUP_STATUS,
+    MODEL_NUMBER,
+    Channel,
+    DeviceIdentity,
+    discover_json,
+    lineup_json,
+)
 from ec_node.ts.inspect import probe_channels
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DEVICE_ID = 0x1FA4E002
 DEFAULT_CHANNEL = ("7.1", "WSYN-HD")
-MODEL_NUMBER = "HDHR5-4US"
-FIRMWARE_NAME = "hdhomerun5_atsc"
-FIRMWARE_VERSION = "20250506"
 FRIENDLY_NAME = "HDHomeRun CONNECT QUATRO"
 JUNK = bytes(b for b in range(0x80, 0xE4) if b != 0x47)  # 100 bytes with no sync byte
 _STREAM_PATH = re.compile(r"/(?:auto|tuner([0-9]{1,3}))/v([0-9]{1,4}(?:\.[0-9]{1,4})?)")

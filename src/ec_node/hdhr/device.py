@@ -13,6 +13,10 @@ from typing import Any
 
 from ec_node.hdhr.discovery import _LUT, validate_device_id
 
+#: the model a virtual or emulated tuner claims (a 4-tuner CONNECT QUATRO; media servers know it)
+MODEL_NUMBER = "HDHR5-4US"
+FIRMWARE_NAME = "hdhomerun5_atsc"
+FIRMWARE_VERSION = "20250506"
 LINEUP_STATUS = {"ScanInProgress": 0, "ScanPossible": 0, "Source": "Antenna", "SourceList": ["Antenna"]}
 
 

@@ -52,7 +52,7 @@ from ec_node.node.events import (
     WriteSegment,
 )
 from ec_node.node.ledger import PeerLedger
-from ec_node.node.links import Link, LinkPhase
+from ec_node.node.links import Ending, Link, LinkPhase
 from ec_node.node.reorder import Reorder
 from ec_node.node.settings import NodeSettings, Role
 
@@ -134,13 +134,11 @@ class NodeCore:
         self._manifests_done = manifests_peer is None
         self._leader_gone_since: float | None = None
         self._objects_done_at: float | None = None
-        self._manifests_end_at: float | None = None  # the manifests track ended: over once its grace passes
-        self._manifests_refetched = False  # the manifests its end overtook were fetched once
+        self._manifests_ending: Ending | None = None  # the manifests track ended: over once its grace passes
         self._max_chunk_seen = -1  # highest chunk group sequence received
         self._max_manifest_seen = -1  # highest manifest group sequence received
         self._max_listed = -1  # highest chunk index a usable manifest covers
-        self._tail_fetched = False  # chunks the objects tracks' end overtook were fetched once
-        self._end_grace_until: float | None = None  # every objects track ended: the end waits for late groups
+        self._objects_ending: Ending | None = None  # every objects track ended: the end waits for late groups
         self._fetched_hole: tuple[int, int] | None = None
         self._served_manifests: OrderedDict[int, None] = OrderedDict()
         self._lied_at: OrderedDict[int, set[str]] = OrderedDict()  # chunk index -> peers that served a lie there
@@ -189,8 +187,8 @@ class NodeCore:
         elif isinstance(event, TrackEnded):
             link.enter(LinkPhase.ENDED, now)
             out.append(LinkState("ended", link.peer, link.track))
-            if event.track is Track.MANIFESTS and self._manifests_end_at is None:
-                self._manifests_end_at = now + self.settings.end_grace_s  # groups still in flight may follow
+            if event.track is Track.MANIFESTS and self._manifests_ending is None:
+                self._manifests_ending = Ending.at(now, self.settings.end_grace_s)
         self._settle(now, out)
         return out
 
@@ -206,8 +204,9 @@ class NodeCore:
                 self._object(group.payload, group.peer, at - self.settings.penalty_s, now, out, group.sequence)
         for link in self.links.values():
             self._link_timers(link, now, out)
-        if self._manifests_end_at is not None and now >= self._manifests_end_at:
-            self._manifests_ended(now, out)
+        ending = self._manifests_ending
+        if ending is not None and ending.until is not None and not ending.waiting(now):
+            self._manifests_ended(ending, now, out)
         if now >= self._next_status:
             self._next_status = now + self.settings.status_every_s
             out.append(self.status())
@@ -236,10 +235,9 @@ class NodeCore:
                 times.append(hole_at + s.backfill_s)
         if self._leader_gone_since is not None:
             times.append(self._leader_gone_since + s.manifest_timeout_s)
-        if self._manifests_end_at is not None:
-            times.append(self._manifests_end_at)
-        if self._end_grace_until is not None:
-            times.append(self._end_grace_until)
+        for ending in (self._manifests_ending, self._objects_ending):
+            if ending is not None and ending.until is not None:
+                times.append(ending.until)
         if self._objects_done_at is not None and not self.finished:
             # (while a hole is still being fetched the end waits for that first: see _check_end)
             end_at = self._objects_done_at + s.manifest_timeout_s
@@ -386,16 +384,14 @@ class NodeCore:
         out.append(ServeGroup(Track.MANIFESTS, sequence, payload))
         return True
 
-    def _manifests_ended(self, now: float, out: list[Output]) -> None:
+    def _manifests_ended(self, ending: Ending, now: float, out: list[Output]) -> None:
         """The manifests track's end passed its grace: fetch, once, what it overtook; then it is over."""
-        owed = self._owed_manifests()
-        if owed and not self._manifests_refetched and self.manifests_peer is not None:
-            self._manifests_refetched = True
-            self._manifests_end_at = now + self.settings.end_grace_s
+        owed = ending.settle(now, self._owed_manifests() if self.manifests_peer is not None else ())
+        if owed:
+            assert self.manifests_peer is not None
             out.append(Fetch(self.manifests_peer, Track.MANIFESTS, owed))
-            return
-        self._manifests_end_at = None
-        self._manifests_over(out)
+        else:
+            self._manifests_over(out)
 
     def _owed_manifests(self) -> tuple[int, ...]:
         """Manifest sequences (epochs) that chunks received so far need and that never came (at most 64)."""
@@ -568,15 +564,13 @@ class NodeCore:
         if self._objects_done_at is None:
             self._objects_done_at = now
             if any(lk.phase is LinkPhase.ENDED for lk in objects):
-                self._end_grace_until = now + s.end_grace_s
-        if self._end_grace_until is not None:
-            if now < self._end_grace_until:
+                self._objects_ending = Ending.at(now, s.end_grace_s)
+        ending = self._objects_ending
+        if ending is not None and ending.until is not None:
+            if ending.waiting(now):
                 return  # groups the end overtook may still arrive
-            self._end_grace_until = None
-            tail = self._listed_tail()
-            if tail and not self._tail_fetched:  # manifests vouch for chunks that never came: ask once
-                self._tail_fetched = True
-                self._end_grace_until = now + s.end_grace_s
+            tail = ending.settle(now, self._listed_tail())  # manifests vouch for chunks that never came: ask once
+            if tail:
                 out.extend(Fetch(lk.peer, Track.CHUNKS, tail) for lk in objects if lk.phase in _FETCHABLE)
                 return
         hole_at = self._reorder.hole_since

@@ -70,3 +70,31 @@ class Link:
             self.lost_since = None
         elif phase is LinkPhase.LOST and self.lost_since is None:
             self.lost_since = now
+
+
+@dataclass
+class Ending:
+    """A track's end, final only after a grace: MoQ carries each group on its own stream, so the end
+    can overtake the last groups. What it overtook may be fetched once, which starts one more grace."""
+
+    grace_s: float
+    until: float | None  # when the grace is over; None once it is (the end is then final)
+    fetched: bool = False
+
+    @classmethod
+    def at(cls, now: float, grace_s: float) -> Ending:
+        """An end seen at ``now``."""
+        return cls(grace_s, now + grace_s)
+
+    def waiting(self, now: float) -> bool:
+        """Still inside the grace."""
+        return self.until is not None and now < self.until
+
+    def settle(self, now: float, missing: tuple[int, ...]) -> tuple[int, ...]:
+        """The grace is over: what to fetch (once, with a second grace), or () when the end is final."""
+        if missing and not self.fetched:
+            self.fetched = True
+            self.until = now + self.grace_s
+            return missing
+        self.until = None
+        return ()

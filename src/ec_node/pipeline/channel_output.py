@@ -123,4 +123,8 @@ class ChannelOutput:
                 self.browser.finish()
             self.sink.finish()
         finally:
-            self.sink.close()
+            self.release()
+
+    def release(self) -> None:
+        """Let the output directory go (the lock), whatever happened; safe to call twice."""
+        self.sink.close()

@@ -96,7 +96,7 @@ async def run_subscribe(cfg: SubscribeConfig, out: TextIO = sys.stdout, transpor
                      "rss_mb": rss_mb()})  # fmt: skip
         log.info("done: %s (%d segments, %d rejected)", reason, st.segments, st.rejected)
     finally:
-        output.sink.close()
+        output.release()
         if watch is not None:
             await watch.stop()
     raise_unless_ok(done)

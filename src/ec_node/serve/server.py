@@ -27,7 +27,10 @@ from aiohttp import web
 
 from ec_node.errors import OutputError
 from ec_node.hdhr.device import (
+    FIRMWARE_NAME,
+    FIRMWARE_VERSION,
     LINEUP_STATUS,
+    MODEL_NUMBER,
     Channel,
     DeviceIdentity,
     device_id_from,
@@ -140,7 +143,7 @@ class WatchServer:
         seed = (self.state.stream_id or self.state.broadcast).encode()
         name = self.state.channel.name if self.state.channel else self.state.broadcast[:16]
         return DeviceIdentity(
-            device_id_from(seed), f"every.channel {name}".strip(), "HDHR5-4US", "hdhomerun5_atsc", "20250506",
+            device_id_from(seed), f"every.channel {name}".strip(), MODEL_NUMBER, FIRMWARE_NAME, FIRMWARE_VERSION,
             device_id_from(seed + b"auth").to_bytes(4, "big").hex(), self.max_streams,
         )  # fmt: skip
 

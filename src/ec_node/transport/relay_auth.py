@@ -13,7 +13,7 @@ import os
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -30,13 +30,7 @@ class UrlPeerOptions:
 
     tls_fingerprints: tuple[str, ...] = ()  # SHA-256 of acceptable certificates (hex)
     tls_ca: Path | None = None  # a PEM CA file instead of system roots
-    jwt: str | None = None  # the token; a secret (repr hides it)
-
-    def __repr__(self) -> str:
-        return (
-            f"UrlPeerOptions(tls_fingerprints={self.tls_fingerprints!r}, tls_ca={self.tls_ca!r}, "
-            f"jwt={'<set>' if self.jwt else None})"
-        )
+    jwt: str | None = field(default=None, repr=False)  # the token: a secret, never in a repr
 
 
 def parse_fingerprint(value: str) -> str:
