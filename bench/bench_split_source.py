@@ -184,7 +184,15 @@ def _timeline(t0: float, leader: _Proc, relay: _Proc, seg_at: dict[int, float]) 
     return rows
 
 
-def run_full(rec: Path, n_chunks: int, *, realtime: bool, startup_delay_ms: int, profile_dir: Path | None) -> FullRun:
+def run_full(
+    rec: Path,
+    n_chunks: int,
+    *,
+    realtime: bool,
+    startup_delay_ms: int,
+    profile_dir: Path | None,
+    rendition: str = "auto",
+) -> FullRun:
     """One run of (b); see the module docstring for what the clock covers."""
     procs: list[_Proc] = []
     with tempfile.TemporaryDirectory(prefix="bench-split-") as tmp:
@@ -238,6 +246,8 @@ def run_full(rec: Path, n_chunks: int, *, realtime: bool, startup_delay_ms: int,
                     str(n_chunks),
                     "--output-dir",
                     str(work / "hls"),
+                    "--browser-rendition",
+                    rendition,
                     "--json",
                 ],
                 work,
@@ -306,6 +316,12 @@ def main() -> None:
         default=4000,
         help="publishers' ingest delay, long enough for the subscriber to connect first",
     )
+    ap.add_argument(
+        "--browser-rendition",
+        default="auto",
+        choices=("auto", "always", "off"),
+        help="the subscriber's browser rendition (auto, as a user gets it, transcodes this MPEG-2 source)",
+    )
     ap.add_argument("--timeline", action="store_true", help="print per-chunk times of the last full-path run")
     ap.add_argument("--profile", type=Path, metavar="DIR", help="run (b)'s processes under cProfile into DIR")
     a = ap.parse_args()
@@ -325,7 +341,14 @@ def main() -> None:
     for i in range(a.runs):
         raw.append(run_raw(payloads))
         full.append(
-            run_full(rec, len(payloads), realtime=False, startup_delay_ms=a.startup_delay_ms, profile_dir=a.profile)
+            run_full(
+                rec,
+                len(payloads),
+                realtime=False,
+                startup_delay_ms=a.startup_delay_ms,
+                profile_dir=a.profile,
+                rendition=a.browser_rendition,
+            )
         )
         f = full[-1]
         if f.bytes != total:
@@ -358,7 +381,7 @@ def main() -> None:
     if a.realtime:
         rt_rec = recording(a.realtime_seconds or a.seconds)
         n = len(complete_chunks(rt_rec))
-        r = run_full(rt_rec, n, realtime=True, startup_delay_ms=0, profile_dir=a.profile)
+        r = run_full(rt_rec, n, realtime=True, startup_delay_ms=0, profile_dir=a.profile, rendition=a.browser_rendition)
         lat = r.latencies_ms
         print(
             f"latency (--realtime, {len(lat)} segments, object received -> segment on disk): "
