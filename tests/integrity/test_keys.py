@@ -13,6 +13,7 @@ from ec_node.integrity.errors import InvalidValueError, KeyFileError, KeyFileWri
 from ec_node.integrity.keys import (
     derive_stream_key,
     generate_key_file,
+    key_file_signer_id,
     load_signing_key,
     parse_network_secret,
     parse_signer_id,
@@ -75,8 +76,35 @@ def test_load_errors(tmp_path: Path) -> None:
         load_signing_key(bad)
     with pytest.raises(KeyFileError):
         load_signing_key(tmp_path)  # a directory
-    with pytest.raises(KeyFileWriteError):
-        generate_key_file(tmp_path / "no" / "such" / "dir.pem")
+    (tmp_path / "plain").write_text("")
+    with pytest.raises(KeyFileWriteError, match="cannot create key file"):
+        generate_key_file(tmp_path / "plain" / "k.pem")  # a file where a folder must be
+
+
+def test_missing_parent_folders_are_made_private(tmp_path: Path) -> None:
+    (tmp_path / "home").mkdir(mode=0o755)
+    os.chmod(tmp_path / "home", 0o755)
+    p = tmp_path / "home" / ".ec-node" / "keys" / "leader.key"
+    old = os.umask(0o022)
+    try:
+        sid = generate_key_file(p)
+    finally:
+        os.umask(old)
+    assert signer_id_of(load_signing_key(p)) == sid and stat.S_IMODE(p.stat().st_mode) == 0o600
+    for d in (p.parent, p.parent.parent):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+    assert stat.S_IMODE((tmp_path / "home").stat().st_mode) == 0o755  # an existing folder is left alone
+
+
+def test_key_file_signer_id_reads_without_changing(tmp_path: Path) -> None:
+    p = tmp_path / "k.pem"
+    sid = generate_key_file(p)
+    before = p.read_bytes(), p.stat().st_mtime_ns
+    assert key_file_signer_id(p) == sid
+    assert (p.read_bytes(), p.stat().st_mtime_ns) == before
+    with pytest.raises(KeyFileError, match="not found"):
+        key_file_signer_id(tmp_path / "missing.pem")
+    assert not (tmp_path / "missing.pem").exists()
 
 
 def test_signer_load_or_create(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 The stream key is public when no network secret is given (anyone who knows the stream id can derive it):
 it then hides content from casual relays only. With a secret, only its holders can open objects.
-Key files are PEM PKCS#8, written with mode 0600 and never overwritten by accident.
+Key files are PEM PKCS#8, written with mode 0600 and never overwritten by accident; folders made
+for them are 0700.
 """
 
 from __future__ import annotations
@@ -84,10 +85,29 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def _make_private_parents(p: Path) -> None:
+    """Create the missing folders above key file ``p``, each mode 0700 (existing ones are left as they are)."""
+    missing: list[Path] = []
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+            os.chmod(d, 0o700)  # the umask may only narrow; make the mode exact
+        except FileExistsError:
+            continue  # made by someone else meanwhile
+        except OSError as e:
+            raise KeyFileWriteError(f"{p}: cannot create folder {d}: {e.strerror}") from None
+
+
 def save_signing_key(path: str | os.PathLike[str], key: Ed25519PrivateKey, *, force: bool = False) -> None:
-    """Write ``key`` as PEM PKCS#8, mode 0600; :class:`KeyFileWriteError` for an existing file (unless ``force``)."""
+    """Write ``key`` as PEM PKCS#8, mode 0600, creating missing parent folders (0700);
+    :class:`KeyFileWriteError` for an existing file (unless ``force``) or an unwritable path."""
     p = Path(path)
     data = _pem(key)
+    _make_private_parents(p)
     if not force:
         try:
             fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -147,10 +167,15 @@ def load_signing_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
 
 
 def generate_key_file(path: str | os.PathLike[str], *, force: bool = False) -> str:
-    """Create a new signing key file (mode 0600) and return its signer id (for ``ec-node keygen``)."""
+    """Create a new signing key file (mode 0600, parents 0700) and return its signer id (for ``ec-node keygen``)."""
     key = generate_signing_key()
     save_signing_key(path, key, force=force)
     return signer_id_of(key)
+
+
+def key_file_signer_id(path: str | os.PathLike[str]) -> str:
+    """The signer id of an existing key file, which is only read (``ec-node keygen --show``); :class:`KeyFileError`."""
+    return signer_id_of(load_signing_key(path))
 
 
 __all__ = [
@@ -158,6 +183,7 @@ __all__ = [
     "derive_stream_key",
     "generate_key_file",
     "generate_signing_key",
+    "key_file_signer_id",
     "load_signing_key",
     "parse_network_secret",
     "parse_signer_id",
