@@ -191,7 +191,7 @@ def _expected(seqs: range) -> dict[int, list[bytes]]:
 
 
 def _where(startup: dict[str, Any]) -> tuple[str, str]:
-    return startup["endpoint_addr"]["addrs"][0], startup["endpoint_addr"]["id"]
+    return startup["endpoint_addr"]["addrs"][0], startup["endpoint_addr"]["cert_sha256"][0]
 
 
 def test_accept_mode_carries_a_pushed_broadcast_to_live_and_late_subscribers(tmp_path: Path) -> None:

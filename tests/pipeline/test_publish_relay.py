@@ -29,7 +29,7 @@ def _relay(cwd: Path) -> tuple[Node, str, str]:
     n = Node([], cwd, "relay", argv=[sys.executable, "-m", "ec_node.devkit.plain_relay", "--accept",
                                      "--listen", "127.0.0.1:0", "--jwt-key", str(key)])  # fmt: skip
     ep = n.startup()["endpoint_addr"]
-    return n, f"moql://{ep['addrs'][0]}/", ep["id"]
+    return n, f"moql://{ep['addrs'][0]}/", ep["cert_sha256"][0]
 
 
 def _token(cwd: Path, name: str, secret: bytes = SECRET, **claims: object) -> Path:

@@ -19,6 +19,7 @@ import pytest
 from ec_node.errors import UnreachableError
 from ec_node.transport.addr import EndpointAddr
 from ec_node.transport.base import GroupEvent, NotFoundError, PeerLostError
+from ec_node.transport.certs import rotate_at
 from ec_node.transport.identity import NodeIdentity, load_or_create_identity
 from ec_node.transport.moq_transport import MoqConfig, MoqListener, MoqSubscription, MoqTransport
 
@@ -155,7 +156,7 @@ def test_fingerprint_mismatch_is_refused(identity: NodeIdentity) -> None:
             await t.connect(wrong, 5)
         return str(info.value)
 
-    assert "fingerprint mismatch" in run(with_listener(identity, body))
+    assert f"peer is not node {'00' * 32}" in run(with_listener(identity, body))
 
 
 def test_unreachable_peer_raises_within_timeout(identity: NodeIdentity) -> None:
@@ -163,7 +164,7 @@ def test_unreachable_peer_raises_within_timeout(identity: NodeIdentity) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
         silent.bind(("127.0.0.1", 0))
         port = silent.getsockname()[1]
-        addr = EndpointAddr(id=identity.fingerprint, addrs=(f"127.0.0.1:{port}",))
+        addr = EndpointAddr(id=identity.node_id, addrs=(f"127.0.0.1:{port}",))
 
         async def body() -> str:
             with pytest.raises(UnreachableError) as info:
@@ -357,7 +358,7 @@ def test_publisher_killed_gives_peer_lost(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         startup = json.loads(proc.stdout.readline())
-        assert startup["endpoint_addr"]["id"] == load_or_create_identity(tmp_path / "ident").fingerprint
+        assert startup["endpoint_addr"]["id"] == load_or_create_identity(tmp_path / "ident").node_id
         (tmp_path / "startup.json").write_text(json.dumps(startup))
         from ec_node.transport.addr import parse_endpoint_addr
 
@@ -379,3 +380,63 @@ def test_publisher_killed_gives_peer_lost(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_rotation_keeps_old_addresses_working_through_the_signed_statement(tmp_path: Path) -> None:
+    """A rotated listener presents its next certificate on the same port without a restart; an
+    address from before one rotation still pins it; after two, the dialler learns the new hashes
+    from the node's signed statement. The statement broadcast is never listed as a channel."""
+    ident = load_or_create_identity(tmp_path / "ident")
+
+    async def main() -> None:
+        lis = await MoqTransport().listen("127.0.0.1:0", ident, 10_000_000)
+        events: list[dict[str, object]] = []
+        lis.on_event = events.append
+        try:
+            w = lis.publish_broadcast("demo", ["chunks"])["chunks"]
+            w.write_group(0, b"g0")
+            old = lis.endpoint_addr
+            assert old.id == ident.node_id and old.cert_sha256 == ident.cert_sha256
+
+            async def read_first(addr: EndpointAddr) -> tuple[MoqTransport, bytes]:
+                t = MoqTransport()
+                sess = await t.connect(addr, 10)
+                try:
+                    assert await sess.announced(window_s=1.0) == ["demo"]  # never the statement broadcast
+                    sub = await sess.subscribe("demo", "chunks", start=0)
+                    ev = await sub.next(10)
+                    assert ev is not None
+                    return t, ev.payload
+                finally:
+                    await sess.close()
+
+            assert (await read_first(old))[1] == b"g0"
+            assert await lis.rotate_certificate(now=rotate_at(ident.current.window)) is True
+            assert lis.endpoint_addr.cert_sha256[0] == old.cert_sha256[1]
+            assert events[-1] == {"event": "cert_rotated", "cert_sha256": list(lis.endpoint_addr.cert_sha256)}
+            assert (await read_first(old))[1] == b"g0"  # pinned by the "next" hash it listed
+
+            assert await lis.rotate_certificate(now=rotate_at(ident.current.window)) is True
+            assert not set(lis.endpoint_addr.cert_sha256) & set(old.cert_sha256)
+            t, got = await read_first(old)  # no hash of it is presented any more: learnt from the statement
+            assert got == b"g0"
+            assert set(lis.endpoint_addr.cert_sha256) <= set(t.pins_for(old))
+            bare = EndpointAddr(id=ident.node_id, addrs=old.addrs)
+            assert (await read_first(bare))[1] == b"g0"
+        finally:
+            await lis.close()
+
+    run(main())
+
+
+def test_an_impostor_with_a_statement_of_its_own_is_not_the_node(tmp_path: Path) -> None:
+    real = load_or_create_identity(tmp_path / "real")
+    impostor = load_or_create_identity(tmp_path / "impostor")
+
+    async def body(t: MoqTransport, lis: MoqListener) -> str:
+        claimed = EndpointAddr(id=real.node_id, addrs=lis.endpoint_addr.addrs, cert_sha256=real.cert_sha256)
+        with pytest.raises(UnreachableError) as info:
+            await t.connect(claimed, 10)
+        return str(info.value)
+
+    assert f"peer is not node {real.node_id}" in run(with_listener(impostor, body))

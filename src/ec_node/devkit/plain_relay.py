@@ -128,7 +128,9 @@ def upstream_urls(addr: EndpointAddr) -> tuple[list[str], list[str] | None]:
     """The URLs to try and the fingerprints to pin, the way ec-node's transport dials ``addr``."""
     if addr.url is not None:
         return [addr.url], None  # a relay with a public certificate: normal TLS
-    return [f"moql://{a}" for a in addr.addrs], [addr.id] if addr.id else None
+    if not addr.id:
+        return [f"moql://{a}" for a in addr.addrs], None
+    return [f"moql://{a}" for a in addr.addrs], list(addr.cert_sha256) or [addr.id]
 
 
 # --- JWT (moq-relay style claims), pure -----------------------------------------------------------------
@@ -330,7 +332,9 @@ class PlainRelay:
             consume = self._sink if upstream is not None else self.origin
             server = await start_server(self.cfg.listen, identity, self.origin, consume)
             try:
-                endpoint = EndpointAddr(id=identity.fingerprint, addrs=(server.local_addr,))
+                endpoint = EndpointAddr(
+                    id=identity.node_id, addrs=(server.local_addr,), cert_sha256=identity.cert_sha256
+                )
                 StartupObject(
                     endpoint,
                     broadcast,

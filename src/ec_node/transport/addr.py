@@ -4,11 +4,13 @@ Pure: no sockets, no DNS. The only I/O is reading the ``@PATH`` file, bounded in
 
 Accepted forms (one clear :class:`AddressError` for anything else):
 
-* ``{"id": "<64 hex>", "addrs": ["host:port", ...]}`` -- the node id is the SHA-256 of the peer's
-  self-signed certificate (moq transport) or its Ed25519 key (a future iroh transport); both are 32
-  bytes in lowercase hex, which is why one shape serves both. ``addrs`` entries may also be iroh's
-  serde form ``{"Ip": "host:port"}``; ``{"Relay": url}`` entries are skipped (no relay support), and
-  at least one direct address must remain because this node has no discovery.
+* ``{"id": "<64 hex>", "addrs": ["host:port", ...], "cert_sha256": ["<64 hex>", ...]}`` -- the node
+  id is the peer's Ed25519 node key (32 bytes in lowercase hex, as iroh's node ids are);
+  ``cert_sha256`` (optional, at most 8) lists the SHA-256 of the TLS certificates it vouches for,
+  which a dialler pins (an older node's id was its certificate's SHA-256, and still works as a pin).
+  ``addrs`` entries may also be iroh's serde form ``{"Ip": "host:port"}``; ``{"Relay": url}``
+  entries are skipped (no relay support), and at least one direct address must remain because this
+  node has no discovery.
 * ``@PATH`` -- a file holding that JSON, or a node's startup object (a JSON object whose
   ``endpoint_addr`` key holds that JSON, as an object or as a JSON string). If the whole file is not
   one JSON value, its first non-empty line is tried (a JSON-lines log whose first line is the startup
@@ -31,6 +33,8 @@ from urllib.parse import urlsplit
 MAX_ADDR_TEXT_BYTES = 64 * 1024
 #: Most direct addresses one EndpointAddr may list.
 MAX_ADDRS = 64
+#: Most certificate hashes one EndpointAddr may list.
+MAX_CERT_HASHES = 8
 URL_SCHEMES = ("moql", "moqt", "https")
 
 _ID_RE = re.compile(r"[0-9a-fA-F]{64}")
@@ -46,19 +50,23 @@ class AddressError(Exception):
 class EndpointAddr:
     """Where a peer is and who it must prove to be.
 
-    Either ``id`` + ``addrs`` (a pinned node) or ``url`` (a relay checked with public TLS);
-    never both.
+    Either ``id`` + ``addrs`` (a pinned node, with the hashes of the certificates it vouches for)
+    or ``url`` (a relay checked with public TLS); never both.
     """
 
     id: str | None
     addrs: tuple[str, ...]
     url: str | None = None
+    cert_sha256: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object form; a URL address becomes ``{"url": ...}``."""
         if self.url is not None:
             return {"url": self.url}
-        return {"id": self.id, "addrs": list(self.addrs)}
+        out: dict[str, Any] = {"id": self.id, "addrs": list(self.addrs)}
+        if self.cert_sha256:
+            out["cert_sha256"] = list(self.cert_sha256)
+        return out
 
     def to_arg(self) -> str:
         """A string that :func:`parse_endpoint_addr` turns back into this address."""
@@ -113,7 +121,21 @@ def endpoint_addr_from_obj(obj: object, where: str = "endpoint address", *, allo
             addrs.append(addr)
     if not addrs:
         raise AddressError(f'{where}: no direct "host:port" address (discovery and relays are not supported)')
-    return EndpointAddr(id=node_id.lower(), addrs=tuple(addrs))
+    return EndpointAddr(id=node_id.lower(), addrs=tuple(addrs), cert_sha256=_cert_hashes(obj.get("cert_sha256"), where))
+
+
+def _cert_hashes(raw: object, where: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) > MAX_CERT_HASHES:
+        raise AddressError(f"{where}: 'cert_sha256' must be a list of at most {MAX_CERT_HASHES} SHA-256 hex strings")
+    out: list[str] = []
+    for entry in raw:
+        if not isinstance(entry, str) or not _ID_RE.fullmatch(entry):
+            raise AddressError(f"{where}: 'cert_sha256' entry {_show(entry)} is not 64 hex digits")
+        if entry.lower() not in out:
+            out.append(entry.lower())
+    return tuple(out)
 
 
 def parse_host_port(text: str, where: str = "address", *, any_port: bool = False) -> tuple[str, int]:

@@ -1,8 +1,11 @@
 """The moq-rs (``moq-rs==0.5.1`` on ``moq-ffi==0.4.18``) implementation of the transport interface.
 
-Nodes talk moq-lite over raw QUIC (``moql://``); a listener presents its own self-signed
-certificate (:mod:`ec_node.transport.identity`) and a dialler pins it by SHA-256 fingerprint.
-A URL address (``moql://``, ``moqt://``, ``https://``) is a relay checked with normal TLS.
+Nodes talk moq-lite over raw QUIC (``moql://``); a listener presents a short-lived self-signed
+certificate vouched for by its node key (:mod:`ec_node.transport.identity`,
+:mod:`ec_node.transport.certs`) and a dialler pins it by SHA-256: the hashes an address lists, or,
+after a rotation, those of the signed statement the listener serves on
+``ec-node/identity/<node id>``. A URL address (``moql://``, ``moqt://``, ``https://``) is a relay
+checked with normal TLS.
 
 Defaults of the stack that we override (see moq-transport-notes §3, §6):
 
@@ -67,7 +70,16 @@ import moq
 from ec_node.errors import ConfigError, EcError, UnreachableError, UsageError
 from ec_node.transport.addr import EndpointAddr
 from ec_node.transport.base import GroupEvent, NotFoundError, PeerLostError, TrackWriter
-from ec_node.transport.identity import NodeIdentity
+from ec_node.transport.certs import (
+    MAX_STATEMENT_BYTES,
+    STATEMENT_BROADCAST_PREFIX,
+    STATEMENT_TRACK,
+    CertStatementError,
+    decode_statement,
+    is_statement_broadcast,
+    seconds_until_check,
+)
+from ec_node.transport.identity import IdentityError, NodeIdentity
 from ec_node.transport.relay_auth import JWT_ENV, UrlPeerOptions, redact, with_jwt
 from ec_node.transport.shedding import SHED_CODE, SessionMeter, ShedLimits, pick_shed, refuse_reason
 
@@ -92,6 +104,8 @@ class MoqConfig:
     lag_check_s: float = 1.0  # how often downstream sessions' progress is checked for shedding
 
 
+#: how long a dialler waits for a peer to announce its certificate statement (it does at once)
+STATEMENT_WAIT_S = 2.0
 #: how long a pushed session must stay up to count as accepted (a relay rejects within ms of the handshake)
 PUSH_CONFIRM_S = 1.0
 
@@ -195,8 +209,11 @@ class MoqListener:
         config: MoqConfig,
         shed: ShedLimits | None = None,
         url_peers: UrlPeerOptions | None = None,
+        identity: NodeIdentity | None = None,
     ) -> None:
         self._server = server
+        self._bound = server.local_addr  # the concrete port, rebound on certificate rotation
+        self._identity = identity
         self._url_peers = url_peers or UrlPeerOptions()
         self._pushes: list[moq.Client] = []
         self._origin = origin
@@ -216,6 +233,10 @@ class MoqListener:
         self._watch_task = (
             asyncio.create_task(self._watch_lag(), name="moq-lag") if self._shed.max_lag_bytes is not None else None
         )
+        self._rotate_task: asyncio.Task[None] | None = None
+        if identity is not None:
+            self._publish_statement()
+            self._rotate_task = asyncio.create_task(self._rotation_loop(), name="moq-cert-rotation")
 
     @property
     def endpoint_addr(self) -> EndpointAddr:
@@ -296,7 +317,7 @@ class MoqListener:
         self._closed = True
         for writer in self._writers:
             writer.finish()
-        for t in (self._accept_task, self._watch_task):
+        for t in (self._accept_task, self._watch_task, self._rotate_task):
             if t is not None:
                 t.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -317,6 +338,47 @@ class MoqListener:
                 await client.__aexit__(None, None, None)
         self._pushes.clear()
         await self._server.__aexit__(None, None, None)
+
+    def _publish_statement(self) -> None:
+        """(Re)publish the signed certificate statement as group 0 of a fresh broadcast, so a
+        dialler reads exactly the current one."""
+        assert self._identity is not None
+        name = STATEMENT_BROADCAST_PREFIX + self._identity.node_id
+        old = self._broadcasts.pop(name, None)
+        if old is not None:
+            old.unannounce()
+        writer = self.publish_broadcast(name, [STATEMENT_TRACK])[STATEMENT_TRACK]
+        writer.write_group(0, self._identity.statement().encode())
+
+    async def _rotation_loop(self) -> None:
+        assert self._identity is not None
+        while True:
+            await asyncio.sleep(seconds_until_check(int(time.time()), self._identity.current.window))
+            try:
+                await self.rotate_certificate()
+            except IdentityError as exc:  # e.g. the disk is full: keep serving, retry at the next check
+                log.error("certificate rotation failed: %s", exc)
+
+    async def rotate_certificate(self, now: int | None = None) -> bool:
+        """Apply the identity's schedule at ``now``; if the presented certificate changed, restart the
+        TLS server on the same address (sessions of the old one end; peers redial and pin the new
+        hash). Returns True if it rotated."""
+        if self._identity is None or self._closed:
+            return False
+        changed = self._identity.maintain(now)
+        nxt_changed = self._endpoint_addr.cert_sha256 != self._identity.cert_sha256
+        if changed:
+            self._accept_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._accept_task
+            await self._server.__aexit__(None, None, None)
+            self._server = await start_server(self._bound, self._identity, self._origin, self._consume_origin)
+            self._accept_task = asyncio.create_task(self._accept_loop(), name="moq-accept")
+        if changed or nxt_changed:
+            self._endpoint_addr = dataclasses.replace(self._endpoint_addr, cert_sha256=self._identity.cert_sha256)
+            self._publish_statement()
+            self.on_event({"event": "cert_rotated", "cert_sha256": list(self._identity.cert_sha256)})
+        return changed
 
     async def _accept_loop(self) -> None:
         while True:
@@ -619,7 +681,7 @@ class MoqPeerSession:
 
         async def collect() -> None:
             async for update in consumer:
-                if update.active:
+                if update.active and not is_statement_broadcast(update.prefix):
                     live.setdefault(update.prefix, None)
                 else:
                     live.pop(update.prefix, None)
@@ -692,6 +754,8 @@ class MoqTransport:
     def __init__(self, config: MoqConfig | None = None, url_peers: UrlPeerOptions | None = None) -> None:
         self.config = config or MoqConfig()
         self.url_peers = url_peers or UrlPeerOptions()
+        #: Certificate hashes learnt from verified statements, by node id (survive a peer's rotation).
+        self._learnt_pins: dict[str, tuple[str, ...]] = {}
 
     async def listen(
         self,
@@ -714,8 +778,8 @@ class MoqTransport:
         consume_origin = moq.OriginProducer(cache_capacity_bytes=cache)
         server = await start_server(bind, identity, origin, consume_origin)
         addrs = tuple(advertise) if advertise else (_dialable(server.local_addr),)
-        endpoint = EndpointAddr(id=identity.fingerprint, addrs=addrs)
-        return MoqListener(server, origin, consume_origin, endpoint, self.config, shed, self.url_peers)
+        endpoint = EndpointAddr(id=identity.node_id, addrs=addrs, cert_sha256=identity.cert_sha256)
+        return MoqListener(server, origin, consume_origin, endpoint, self.config, shed, self.url_peers, identity)
 
     async def connect(self, addr: EndpointAddr, timeout_s: float | None = None) -> MoqPeerSession:
         """Dial ``addr``'s addresses in turn within ``timeout_s`` in total (default 10 s)."""
@@ -735,46 +799,124 @@ class MoqTransport:
             budget = (deadline - loop.time()) / (len(urls) - i)
             if budget <= 0:
                 break
-            client = self._client(url, addr.id)
             try:
-                await asyncio.wait_for(client.__aenter__(), budget)
+                return await asyncio.wait_for(self._dial(url, addr), budget)
             except TimeoutError:
                 errors.append(f"{redact(url)}: no answer within {budget:.3g} s")
-            except moq.Error as exc:
-                text = describe_moq_error(exc)
-                if "fingerprint mismatch" in text:
-                    text = f"peer is not node {addr.id} (certificate fingerprint mismatch)"
-                errors.append(f"{redact(url)}: {text}")
-            else:
-                redial = functools.partial(self._client, url, addr.id)
-                return MoqPeerSession(client, addr, redact(url), self.config, redial)
-            with contextlib.suppress(moq.Error):
-                await client.__aexit__(None, None, None)
+            except _DialError as exc:
+                errors.append(f"{redact(url)}: {exc}")
         raise UnreachableError("cannot connect to peer: " + "; ".join(errors or ["no time left"]))
 
-    def _client(self, url: str, node_id: str | None) -> moq.Client:
+    def pins_for(self, addr: EndpointAddr) -> tuple[str, ...]:
+        """Certificate hashes a pinned dial of ``addr`` accepts: those it lists, those learnt from
+        its node's statement, and the id itself (an older node's id is its certificate hash)."""
+        assert addr.id is not None
+        learnt = self._learnt_pins.get(addr.id, ())
+        return tuple(dict.fromkeys((*addr.cert_sha256, *learnt, addr.id)))
+
+    async def _dial(self, url: str, addr: EndpointAddr) -> MoqPeerSession:
+        """One address: pinned by what we know; on a mismatch, learn the node's current
+        certificates from its signed statement and dial once more."""
+        if addr.id is None:
+            return await self._open(url, addr, None)
+        try:
+            return await self._open(url, addr, self.pins_for(addr))
+        except _PinMismatch:
+            pass
+        pins = await self._learn_pins(url, addr.id)
+        try:
+            return await self._open(url, addr, pins)
+        except _PinMismatch:
+            raise _DialError(f"peer is not node {addr.id} (its certificate is not one the node vouches for)") from None
+
+    async def _open(self, url: str, addr: EndpointAddr, pins: tuple[str, ...] | None) -> MoqPeerSession:
+        client = self._client(url, pins)
+        try:
+            await client.__aenter__()
+        except moq.Error as exc:
+            with contextlib.suppress(moq.Error):
+                await client.__aexit__(None, None, None)
+            text = describe_moq_error(exc)
+            if pins is not None and "fingerprint mismatch" in text:
+                raise _PinMismatch() from None
+            raise _DialError(text) from None
+        except BaseException:
+            with contextlib.suppress(moq.Error):
+                await client.__aexit__(None, None, None)
+            raise
+        redial = functools.partial(self._client, url, pins)
+        return MoqPeerSession(client, addr, redact(url), self.config, redial)
+
+    async def _learn_pins(self, url: str, node_id: str) -> tuple[str, ...]:
+        """Read ``node_id``'s certificate statement over an unverified session and check its
+        signature: only what the node key signed is believed, so the session itself needs no trust."""
+        cache = 1 << 20
+        client = moq.Client(
+            url,
+            tls_verify=False,
+            reconnect=False,
+            publish=moq.OriginProducer(cache_capacity_bytes=cache),
+            subscribe=moq.OriginProducer(cache_capacity_bytes=cache),
+        )
+        config = dataclasses.replace(
+            self.config,
+            max_payload_bytes=MAX_STATEMENT_BYTES,
+            announce_timeout_s=min(self.config.announce_timeout_s, STATEMENT_WAIT_S),
+        )
+        session = MoqPeerSession(client, EndpointAddr(id=None, addrs=(), url=url), redact(url), config, lambda: client)
+        try:
+            try:
+                await client.__aenter__()
+                sub = await session.subscribe(STATEMENT_BROADCAST_PREFIX + node_id, STATEMENT_TRACK, start=0)
+                event = await sub.next(self.config.fetch_timeout_s)
+            except (moq.Error, NotFoundError, PeerLostError, TimeoutError) as exc:
+                why = f"peer is not node {node_id} (certificate not pinned, and no statement from that node"
+                raise _DialError(f"{why}: {exc})") from None
+            if event is None or event.too_large:
+                raise _DialError(f"peer sent no usable certificate statement for node {node_id}")
+            try:
+                statement = decode_statement(event.payload, node_id)
+            except CertStatementError as exc:
+                raise _DialError(f"peer is not node {node_id}: {exc}") from None
+        finally:
+            await session.close()
+        pins = statement.pins(int(time.time()))
+        if not pins:
+            raise _DialError(f"node {node_id} vouches only for expired certificates")
+        self._learnt_pins[node_id] = pins
+        return pins
+
+    def _client(self, url: str, pins: tuple[str, ...] | None) -> moq.Client:
         cache = self.config.client_cache_bytes
         return url_client(
             url,
-            node_id,
+            pins,
             self.url_peers,
             publish=moq.OriginProducer(cache_capacity_bytes=cache),
             subscribe=moq.OriginProducer(cache_capacity_bytes=cache),
         )
 
 
+class _PinMismatch(Exception):
+    """The peer presented a certificate none of the pins names."""
+
+
+class _DialError(Exception):
+    """One address could not be dialled; the message says why."""
+
+
 def url_client(
     url: str,
-    node_id: str | None,
+    pins: tuple[str, ...] | None,
     opts: UrlPeerOptions,
     *,
     publish: moq.OriginProducer,
     subscribe: moq.OriginProducer,
     reconnect: bool = False,
 ) -> moq.Client:
-    """A client for ``url``: a pinned node by its id, a URL peer by ``opts`` (pins, CA, token)."""
-    if node_id:
-        return moq.Client(url, tls_fingerprints=[node_id], reconnect=reconnect, publish=publish, subscribe=subscribe)
+    """A client for ``url``: a pinned node by ``pins``, a URL peer by ``opts`` (pins, CA, token)."""
+    if pins:
+        return moq.Client(url, tls_fingerprints=list(pins), reconnect=reconnect, publish=publish, subscribe=subscribe)
     return moq.Client(
         with_jwt(url, opts.jwt),
         tls_fingerprints=list(opts.tls_fingerprints) or None,
@@ -789,21 +931,16 @@ async def start_server(
     bind: str, identity: NodeIdentity, publish: moq.OriginProducer, subscribe: moq.OriginProducer
 ) -> moq.Server:
     """A running moq Server presenting ``identity``'s certificate (checked: it is the node id peers pin)."""
-    server = moq.Server(
-        bind,
-        tls_cert=[str(identity.cert_pem_path)],
-        tls_key=[str(identity.key_pem_path)],
-        publish=publish,
-        subscribe=subscribe,
-    )
+    pem = str(identity.current.pem_path)  # certificate and key in one 0600 file
+    server = moq.Server(bind, tls_cert=[pem], tls_key=[pem], publish=publish, subscribe=subscribe)
     try:
         await server.__aenter__()
     except moq.Error as exc:
         raise UsageError(f"cannot listen on {bind!r}: {describe_moq_error(exc)}") from None
     try:
         fingerprints = [fp.lower() for fp in server.cert_fingerprints()]  # before any accept()
-        if identity.fingerprint not in fingerprints:
-            raise ConfigError(f"TLS stack reports fingerprints {fingerprints}, identity says {identity.fingerprint}")
+        if identity.current.sha256 not in fingerprints:
+            raise ConfigError(f"TLS stack reports fingerprints {fingerprints}, identity says {identity.current.sha256}")
     except BaseException:
         await server.__aexit__(None, None, None)
         raise
