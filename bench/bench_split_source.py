@@ -208,6 +208,8 @@ def run_full(
                 str(startup_delay_ms),
                 *(["--realtime"] if realtime else []),
             ]
+            key = work / "leader.key"  # a publisher never makes a key: keygen first
+            subprocess.run([sys.executable, "-m", "ec_node", "keygen", "-o", str(key)], check=True, capture_output=True)
             deadline = time.monotonic() + STARTUP_TIMEOUT_S
             leader = _Proc(
                 "leader",

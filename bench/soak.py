@@ -323,6 +323,12 @@ def run(
         emu = start("emulator", "hdhr-emulator", "--media", str(media), "--tuners", "3")
         src = f"hdhr://127.0.0.1:{emu['http_port']}/7.1"
         dur = ["--duration", str(duration_s), "--linger-ms", "30000"]
+        if not (out / "leader.key").exists():  # a publisher never makes a key: keygen first
+            subprocess.run(
+                [sys.executable, "-m", "ec_node", "keygen", "-o", str(out / "leader.key")],
+                check=True,
+                capture_output=True,
+            )
         lead = start(
             "leader",
             "moq-publish",

@@ -157,12 +157,6 @@ def test_publish_unusable_signing_key_is_a_config_error(tmp_path: Path) -> None:
     assert r.exit_code == 6 and "private key" in _one_error_line(r)
 
 
-def test_publish_unwritable_signing_key_is_an_output_error(tmp_path: Path) -> None:
-    (tmp_path / "file").write_text("")
-    r = _invoke(["moq-publish", "--input", "-", "--signing-key", str(tmp_path / "file" / "k.pem")])
-    assert r.exit_code == 7 and "key file" in _one_error_line(r)
-
-
 def test_a_real_process_prints_one_line_and_no_traceback() -> None:
     r = subprocess.run(
         [sys.executable, "-m", "ec_node", "moq-subscribe", "--remote", "@", "--broadcast", "b"],

@@ -107,12 +107,14 @@ def test_key_file_signer_id_reads_without_changing(tmp_path: Path) -> None:
     assert not (tmp_path / "missing.pem").exists()
 
 
-def test_signer_load_or_create(tmp_path: Path) -> None:
+def test_signer_loads_a_key_file_and_never_creates_one(tmp_path: Path) -> None:
     p = tmp_path / "signer.pem"
-    a = Signer.load_or_create(p)
-    b = Signer.load_or_create(p)
-    assert a.signer_id == b.signer_id
-    assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    sid = generate_key_file(p)
+    assert Signer.load(p).signer_id == Signer.load(p).signer_id == sid
+    missing = tmp_path / "typo.pem"
+    with pytest.raises(KeyFileError, match=r"not found; create it with: ec-node keygen -o .*typo\.pem"):
+        Signer.load(missing)
+    assert not missing.exists()
 
 
 def test_keygen_cli(tmp_path: Path) -> None:

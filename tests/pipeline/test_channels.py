@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from ec_node.cli import cli
 from ec_node.errors import ExitCode
+from ec_node.integrity.keys import generate_key_file
 from ec_node.pipeline.channels import ChannelInfo, parse_stream_id
 
 from support.procs import Node, addr_arg
@@ -115,6 +116,7 @@ def _identity_of(stream_id: str) -> dict[str, Any]:
 @pytest.mark.slow
 def test_channels_shows_a_leaders_manifests_and_signer_and_a_publishers_chunks(media_mpeg2, tmp_path):
     leader_file = tmp_path / "leader.json"
+    generate_key_file(tmp_path / "leader.key")  # what `ec-node keygen -o` does; a publisher never makes a key
     with (
         _publisher(media_mpeg2, tmp_path, "leader", "--publish-manifests", "--publish-chunks=false",
                    "--signing-key", str(tmp_path / "leader.key"), "--addr-file", str(leader_file)) as a,
@@ -181,7 +183,7 @@ def _plain_relay(cwd: Path) -> tuple[Node, str, str]:
     n = Node([], cwd, "plain-relay", argv=[sys.executable, "-m", "ec_node.devkit.plain_relay", "--accept",
                                            "--listen", "127.0.0.1:0"])  # fmt: skip
     ep = n.startup()["endpoint_addr"]
-    return n, f"moql://{ep['addrs'][0]}/", ep["id"]
+    return n, f"moql://{ep['addrs'][0]}/", ep["cert_sha256"][0]
 
 
 @pytest.mark.slow

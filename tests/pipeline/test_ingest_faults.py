@@ -23,6 +23,7 @@ import m3u8
 from ec_node.devkit.decode import decode
 from ec_node.devkit.emulator import HdhrEmulator
 from ec_node.hdhr.client import HdhrClient
+from ec_node.integrity.keys import generate_key_file
 from ec_node.ts.chunker import Chunker, windows_per_timeline
 
 from support.procs import Node, addr_arg
@@ -38,6 +39,8 @@ def _clean_chunks(media: Path) -> dict[int, bytes]:
 
 
 def _publisher(emu: HdhrEmulator, cwd: Path, duration_s: float) -> Node:
+    if not (cwd / "leader.key").exists():
+        generate_key_file(cwd / "leader.key")  # what `ec-node keygen -o` does; a publisher never makes a key
     return Node(
         [
             "moq-publish",

@@ -14,7 +14,7 @@ import pytest
 
 from ec_node.devkit.decode import decode
 from ec_node.errors import ExitCode
-from ec_node.integrity.keys import derive_stream_key
+from ec_node.integrity.keys import derive_stream_key, generate_key_file
 from ec_node.integrity.signer import Signer
 from ec_node.ts.chunker import Chunk, Chunker
 
@@ -147,6 +147,7 @@ def test_chain_leader_relay_relay_subscriber(recording: Path, tmp_path: Path, se
 def test_junk_stops_at_a_verifying_relay(recording: Path, tmp_path: Path) -> None:
     chunks = {c.index: c.data for c in _chunks(recording, 1000) if c.complete}
     script = Path(__file__).parents[1] / "support" / "hostile_relay.py"
+    generate_key_file(tmp_path / "leader.key")  # what `ec-node keygen -o` does; a publisher never makes a key
     with (
         _publisher(
             recording,

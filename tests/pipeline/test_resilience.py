@@ -13,6 +13,7 @@ import pytest
 
 from ec_node.devkit.decode import decode
 from ec_node.errors import ExitCode
+from ec_node.integrity.keys import generate_key_file
 from ec_node.ts.chunker import Chunker
 
 from support.procs import Node, addr_arg
@@ -142,6 +143,7 @@ def test_honest_and_junk_relay(media_mpeg2: Path, tmp_path: Path) -> None:
 def test_leader_killed_and_restarted(media_mpeg2: Path, tmp_path: Path) -> None:
     chunks = _chunks(media_mpeg2)
     identity, key = tmp_path / "leader-id", tmp_path / "leader.key"
+    generate_key_file(key)  # what `ec-node keygen -o` does; the restarted leader signs with the same key
     leader_args = [
         "--realtime",
         "--publish-manifests",

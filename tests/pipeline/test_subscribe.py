@@ -20,6 +20,7 @@ from ec_node.atomic import output_mode
 from ec_node.devkit.decode import decode
 from ec_node.devkit.emulator import HdhrEmulator
 from ec_node.errors import ExitCode
+from ec_node.integrity.keys import generate_key_file
 from ec_node.pipeline.hls import HlsSink
 from ec_node.ts.chunker import Chunk, Chunker
 
@@ -59,6 +60,13 @@ def _chunks(path: Path, chunk_ms: int = 2000) -> list[Chunk]:
     return ch.feed(data) + ch.flush()
 
 
+def _leader_key(cwd: Path) -> Path:
+    """The leader's signing key, made first as `ec-node keygen` makes it (a publisher never creates one)."""
+    key = cwd / "leader.key"
+    generate_key_file(key)
+    return key
+
+
 def _publisher(rec: Path, cwd: Path, name: str, *extra: str) -> Node:
     return Node(["moq-publish", "--input", str(rec), "--linger-ms", "600000", *extra], cwd, name)
 
@@ -74,7 +82,7 @@ def test_split_source_subscriber_writes_exactly_the_recordings_chunks(recording:
             "--publish-manifests",
             "--publish-chunks=false",
             "--signing-key",
-            str(tmp_path / "leader.key"),
+            str(_leader_key(tmp_path)),
         ) as a,
         _publisher(recording, tmp_path, "relay", "--publish-chunks=true") as b,
     ):

@@ -43,7 +43,11 @@ from ec_node.ts.chunker import DEFAULT_CHUNK_MS
 @click.option("--stream-id", help="Explicit stream id (default: derived from the stream or source).")
 @click.option("--broadcast", help="MoQ broadcast name (default: the stream id).")
 @click.option("--network-secret", metavar="HEX", help="Private-swarm secret mixed into the stream key.")
-@click.option("--signing-key", type=click.Path(path_type=Path), help="Ed25519 key file (made if missing).")
+@click.option(
+    "--signing-key",
+    type=click.Path(path_type=Path),
+    help="Ed25519 key file made by `ec-node keygen -o PATH` (a missing file is an error, never made here).",
+)
 @click.option("--publish-manifests", is_flag=True, help="Sign and publish per-epoch manifests (leader).")
 @click.option(
     "--publish-chunks",

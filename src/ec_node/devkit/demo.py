@@ -117,6 +117,18 @@ class Demo:
             stop_process(p.popen)
             p.log.close()
 
+    def _leader_key(self, key: Path) -> Path:
+        """The leader's signing key: made once with ``ec-node keygen`` (a publisher never makes one), then reused."""
+        if not key.exists():
+            made = subprocess.run(
+                [sys.executable, "-m", "ec_node", "keygen", "-o", str(key)], capture_output=True, text=True, check=False
+            )
+            if made.returncode != 0:
+                known = made.returncode in {int(c) for c in ExitCode}
+                code = ExitCode(made.returncode) if known else ExitCode.FAILURE
+                raise EcError(f"ec-node keygen -o {key} failed: {made.stderr.strip()}", code)
+        return key
+
     # -- the run ----------------------------------------------------------------
     def run(self) -> int:
         """Run every step and return the exit code."""
@@ -145,6 +157,7 @@ class Demo:
         # both publishers: the same capture, paced alike, starting once their peers can be attached
         publish = ["moq-publish", "--input", str(rec), *pace, "--startup-delay-ms", "1500", "--linger-ms", "600000",
                    "--json"]  # fmt: skip
+        key = self._leader_key(d / "leader.key")
         try:
             leader = self.spawn(
                 "leader",
@@ -153,7 +166,7 @@ class Demo:
                     "--publish-manifests",
                     "--publish-chunks=false",
                     "--signing-key",
-                    str(d / "leader.key"),
+                    str(key),
                     "--addr-file",
                     str(d / "leader.json"),
                 ],  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import stat
 import tempfile
 from pathlib import Path
@@ -152,7 +153,8 @@ def load_signing_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
             raise KeyFileError(f"{p}: too large to be a signing key file")
         data = p.read_bytes()
     except FileNotFoundError:
-        raise KeyFileError(f"{p}: signing key file not found (create one with `ec-node keygen -o {p}`)") from None
+        hint = f"create it with: ec-node keygen -o {shlex.quote(str(p))}"
+        raise KeyFileError(f"{p}: signing key file not found; {hint}") from None
     except OSError as e:
         raise KeyFileError(f"{p}: cannot read signing key file: {e.strerror}") from None
     if st.st_mode & 0o077:

@@ -1,14 +1,17 @@
-"""The publisher's manifest signer: one Ed25519 key, loaded from (or created at) a key file."""
+"""The publisher's manifest signer: one Ed25519 key, loaded from a key file that ``ec-node keygen`` made.
+
+A missing key file is an error, never a reason to make one: a typo in ``--signing-key`` would
+otherwise silently start a new signing identity that no subscriber trusts.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ec_node.integrity.keys import generate_signing_key, load_signing_key, save_signing_key, signer_id_of
+from ec_node.integrity.keys import generate_signing_key, load_signing_key, signer_id_of
 from ec_node.integrity.manifest import Manifest, ManifestBody, add_signature, sign_manifest
 
 log = logging.getLogger("ec_node.integrity")
@@ -30,17 +33,6 @@ class Signer:
     def load(cls, path: str | os.PathLike[str]) -> Signer:
         """Use an existing key file; raises :class:`KeyFileError` if it is missing or unusable."""
         return cls(load_signing_key(path))
-
-    @classmethod
-    def load_or_create(cls, path: str | os.PathLike[str]) -> Signer:
-        """Load the key at ``path``; if there is no file, create one (mode 0600) and log its signer id."""
-        if Path(path).exists():
-            return cls.load(path)
-        key = generate_signing_key()
-        save_signing_key(path, key)
-        signer = cls(key)
-        log.warning("created signing key %s (signer id %s)", path, signer.signer_id)
-        return signer
 
     def sign(self, body: ManifestBody) -> Manifest:
         """Turn ``body`` into a manifest signed by this key alone."""

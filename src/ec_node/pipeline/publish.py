@@ -93,7 +93,7 @@ async def run_publish(cfg: PublishConfig, out: TextIO = sys.stdout, transport: T
     if cfg.epoch_chunks < 1:
         raise UsageError("--epoch-chunks must be >= 1")
     secret = parse_network_secret(cfg.network_secret)
-    signer = Signer.load_or_create(cfg.signing_key) if cfg.signing_key else None
+    signer = Signer.load(cfg.signing_key) if cfg.signing_key else None  # missing: an error; only keygen makes keys
     if cfg.publish_manifests and signer is None:
         signer = Signer.generate()
         log.warning("no --signing-key: signing with an ephemeral key %s", signer.signer_id)
