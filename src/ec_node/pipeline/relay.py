@@ -37,7 +37,7 @@ from ec_node.pipeline.node_shell import (
     pull_broadcast,
     raise_unless_ok,
 )
-from ec_node.pipeline.startup import StartupObject, broadcast_from_startup
+from ec_node.pipeline.startup import StartupObject, broadcast_from_startup, listener_event_level
 from ec_node.transport.base import Transport
 from ec_node.transport.identity import load_or_create_identity
 from ec_node.transport.shedding import ShedLimits
@@ -85,7 +85,6 @@ async def run_relay(cfg: RelayConfig, out: TextIO = sys.stdout, transport: Trans
     )
     listener = await transport.listen(cfg.listen, identity, cfg.cache_mb * 1024 * 1024, shed=shed)
     report = Reporter(out if cfg.json else None)
-    listener.on_event = lambda ev: report.emit(ev, level="warning")
     try:
         tracks = [Track.CHUNKS.value, Track.MANIFESTS.value]
         writers = listener.publish_broadcast(broadcast, tracks)
@@ -107,6 +106,7 @@ async def run_relay(cfg: RelayConfig, out: TextIO = sys.stdout, transport: Trans
             listener.endpoint_addr, broadcast, pull.stream_id, tuple(tracks), None, tuple(cfg.relays)
         )
         startup.announce(out, cfg.addr_file)
+        startup.follow(listener, cfg.addr_file, lambda ev: report.emit(ev, level=listener_event_level(ev)))
         log.info(
             "relaying %s on %s from %s; manifests from %s", broadcast, listener.endpoint_addr.to_json(),
             ", ".join(lk.name for lk in pull.objects), pull.manifests.name if pull.manifests else "-",

@@ -2,13 +2,15 @@
 
 ``{"endpoint_addr": {...}, "broadcast": str, "stream_id": str, "tracks": [str], "signer_id": str | null}``,
 plus ``"relays": [url]`` when the node also pushes into relays (queries redacted)
-(PROTOCOL.md §11). Written and read here only: other nodes dial ``endpoint_addr`` and subscribe to
+(PROTOCOL.md §11.5). Written and read here only: other nodes dial ``endpoint_addr`` and subscribe to
 ``broadcast``; scripts and tests read it instead of log lines.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -16,6 +18,7 @@ from typing import Any, TextIO
 from ec_node.errors import UsageError
 from ec_node.pipeline.aio import emit_json, write_json_file
 from ec_node.transport.addr import MAX_ADDR_TEXT_BYTES, AddressError, EndpointAddr, endpoint_addr_from_obj
+from ec_node.transport.base import Listener
 from ec_node.transport.relay_auth import redact
 
 
@@ -47,6 +50,18 @@ class StartupObject:
             write_json_file(addr_file, self.to_json())
         emit_json(out, self.to_json())
 
+    def follow(self, listener: Listener, addr_file: Path | None, emit: Callable[[dict[str, Any]], None]) -> None:
+        """Route ``listener``'s events to ``emit``; on a certificate rotation also rewrite
+        ``addr_file`` with the new ``cert_sha256`` (PROTOCOL.md §11.5), so readers keep a fresh pin."""
+
+        def on_event(event: dict[str, Any]) -> None:
+            if event.get("event") == "cert_rotated" and addr_file is not None:
+                refreshed = dataclasses.replace(self, endpoint_addr=listener.endpoint_addr)
+                write_json_file(addr_file, refreshed.to_json())
+            emit(event)
+
+        listener.on_event = on_event
+
     @classmethod
     def from_json(cls, obj: object, where: str = "startup object") -> StartupObject:
         """Validate a decoded startup object; UsageError naming ``where`` if it is not one."""
@@ -69,6 +84,11 @@ class StartupObject:
         if not isinstance(relays, list) or not all(isinstance(r, str) for r in relays):
             raise UsageError(f"{where}: relays must be a list of URLs")
         return cls(ep, broadcast, stream_id, tuple(tracks), signer, tuple(relays))
+
+
+def listener_event_level(event: dict[str, Any]) -> str:
+    """Log level of a listener event: a rotation is routine; a refused or shed session is not."""
+    return "info" if event.get("event") == "cert_rotated" else "warning"
 
 
 def read_startup_file(path: Path) -> StartupObject:
