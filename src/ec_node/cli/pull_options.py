@@ -9,6 +9,7 @@ import click
 
 from ec_node.errors import ExitCode
 from ec_node.node.settings import DEFAULT_MAX_PEER_REJECTIONS
+from ec_node.pipeline.node_shell import check_trust_flags
 from ec_node.ts.chunker import DEFAULT_CHUNK_MS, MAX_CHUNK_MS, MIN_CHUNK_MS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -34,7 +35,8 @@ def pull_options(remote_help: str, manifests_help: str) -> Callable[[F], F]:
         click.option("--stream-id", help="Stream id for keys and checks (default: the broadcast)."),
         click.option("--require-manifest", is_flag=True, help="Accept nothing a trusted manifest does not vouch for."),
         click.option("--trust-signer", "trust_signers", multiple=True, metavar="HEX",
-                     help="Trusted manifest signer id (repeatable; default: trust the first signer seen)."),
+                     help="Trusted manifest signer id (repeatable; needs --require-manifest; default: trust the "
+                          "first signer seen)."),
         click.option("--network-secret", metavar="HEX", help="Private-swarm secret mixed into the stream key."),
         click.option("--chunk-ms", type=CHUNK_MS, default=DEFAULT_CHUNK_MS, show_default=True,
                      help="Chunk duration: the clock of stall, reorder and backfill timers."),
@@ -67,8 +69,13 @@ def stacked(options: list[Callable[[F], F]]) -> Callable[[F], F]:
 
 
 def pull_config(kw: dict[str, Any]) -> dict[str, Any]:
-    """Take the shared flags out of a command's keyword arguments, as PullConfig fields."""
+    """Take the shared flags out of a command's keyword arguments, as PullConfig fields.
+
+    Flags that contradict each other are refused here, before the command starts: ``--trust-signer``
+    without ``--require-manifest`` would verify nothing (a usage error, never silently ignored).
+    """
     out = {field: kw.pop(opt) for opt, field in _FIELDS.items()}
     out["remotes"] = list(out["remotes"])
     out["trust_signers"] = list(out["trust_signers"])
+    check_trust_flags(out["trust_signers"], out["require_manifest"])
     return out

@@ -82,6 +82,18 @@ class PullConfig:
         )
 
 
+def check_trust_flags(trust_signers: list[str], require_manifest: bool) -> None:
+    """``--trust-signer`` means "verify against these signers": without ``--require-manifest`` nothing is verified
+    (a subscriber writes, a relay passes on, what no trusted manifest vouches for), so it is a usage error."""
+    for s in trust_signers:
+        parse_signer_id(s)  # a malformed id is told as such first
+    if trust_signers and not require_manifest:
+        raise UsageError(
+            "--trust-signer needs --require-manifest: without it nothing is checked against the trusted signer "
+            "and unverified segments would be written (add --require-manifest, or drop --trust-signer)"
+        )
+
+
 def default_transport(cfg: PullConfig) -> Transport:
     """The moq transport with this node's frame limit and receive buffer."""
     from ec_node.transport.moq_transport import moq_transport
@@ -98,6 +110,7 @@ async def pull_broadcast(cfg: PullConfig, transport: Transport) -> str:
     (:func:`~ec_node.pipeline.channels.resolve_broadcast`), once the flags that need no peer are checked."""
     if not cfg.remotes:
         raise UsageError("--remote is required")
+    check_trust_flags(cfg.trust_signers, cfg.require_manifest)
     if cfg.broadcast:
         return cfg.broadcast
     if cfg.stream_id is not None:
@@ -139,6 +152,7 @@ def prepare_pull(
     """Check the flags, derive keys, build the verifier, the core and the links."""
     if not cfg.remotes:
         raise UsageError("--remote is required")
+    check_trust_flags(cfg.trust_signers, cfg.require_manifest)
     stream_id = validate_stream_id(cfg.stream_id or broadcast)
     secret = parse_network_secret(cfg.network_secret)
     trusted = [parse_signer_id(s) for s in cfg.trust_signers]
