@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ec_node.errors import UnreachableError, UsageError
-from ec_node.integrity.errors import IntegrityFormatError
+from ec_node.integrity.errors import IntegrityFormatError, InvalidValueError
 from ec_node.integrity.frames import CHUNKS_TRACK, MANIFESTS_TRACK, decode_frame
 from ec_node.integrity.manifest import parse_manifest
-from ec_node.integrity.stream_id import PREFIX, is_valid_stream_id
+from ec_node.integrity.stream_id import PREFIX, is_valid_stream_id, validate_stream_id
 from ec_node.pipeline.peers import peer_name
 from ec_node.pipeline.startup import read_startup_file
 from ec_node.transport.addr import EndpointAddr, parse_endpoint_addr
@@ -246,6 +246,19 @@ async def describe_broadcast(session: PeerSession, broadcast: str, probe_s: floa
 # ---------------------------------------------------------------------------------- discovery
 
 
+def check_broadcast_flag(value: str | None, default: str) -> None:
+    """An explicit ``--broadcast`` must be a usable name: empty, padded or control characters are a usage
+    error (exit 2), never silently the default (``default`` says what leaving the flag out gives)."""
+    if value is None:
+        return
+    if not value.strip():
+        raise UsageError(f"--broadcast is empty: give the broadcast name, or leave --broadcast out to {default}")
+    try:
+        validate_stream_id(value)
+    except InvalidValueError as e:
+        raise UsageError(f"--broadcast {value!r}: {str(e).replace('stream id', 'broadcast name')}") from None
+
+
 def _say(text: str) -> None:
     sys.stderr.write(f"ec-node: {text}\n")
     sys.stderr.flush()
@@ -332,6 +345,7 @@ async def resolve_broadcast(
 
 
 __all__ = [
+    "check_broadcast_flag",
     "ChannelIdentity",
     "ChannelInfo",
     "DEFAULT_WINDOW_S",

@@ -37,7 +37,7 @@ from ec_node.node.events import (
 )
 from ec_node.node.settings import DEFAULT_MAX_PEER_REJECTIONS, NodeSettings, Role
 from ec_node.pipeline.aio import emit_json, rss_mb
-from ec_node.pipeline.channels import resolve_broadcast
+from ec_node.pipeline.channels import check_broadcast_flag, resolve_broadcast
 from ec_node.pipeline.peers import PeerLink, QueueItem
 from ec_node.transport.addr import EndpointAddr, parse_endpoint_addr
 from ec_node.transport.base import Transport
@@ -111,7 +111,8 @@ async def pull_broadcast(cfg: PullConfig, transport: Transport) -> str:
     if not cfg.remotes:
         raise UsageError("--remote is required")
     check_trust_flags(cfg.trust_signers, cfg.require_manifest)
-    if cfg.broadcast:
+    check_broadcast_flag(cfg.broadcast, "take it from the first --remote")
+    if cfg.broadcast is not None:
         return cfg.broadcast
     if cfg.stream_id is not None:
         validate_stream_id(cfg.stream_id)

@@ -20,6 +20,7 @@ from ec_node.integrity.keys import derive_stream_key, parse_network_secret
 from ec_node.integrity.signer import Signer
 from ec_node.integrity.stream_id import SourceHint, derive_stream_id, validate_stream_id
 from ec_node.pipeline.aio import emit_json, install_stop_signals, iterate_in_thread
+from ec_node.pipeline.channels import check_broadcast_flag
 from ec_node.pipeline.identify import identity_of
 from ec_node.pipeline.ingest import open_source, pace_by_pcr, parse_source
 from ec_node.pipeline.publish_core import PublishCore
@@ -92,6 +93,7 @@ async def run_publish(cfg: PublishConfig, out: TextIO = sys.stdout, transport: T
         raise UsageError("nothing to publish: --publish-chunks=false needs --publish-manifests")
     if cfg.epoch_chunks < 1:
         raise UsageError("--epoch-chunks must be >= 1")
+    check_broadcast_flag(cfg.broadcast, "use the stream id")
     secret = parse_network_secret(cfg.network_secret)
     signer = Signer.load(cfg.signing_key) if cfg.signing_key else None  # missing: an error; only keygen makes keys
     if cfg.publish_manifests and signer is None:
@@ -109,7 +111,7 @@ async def run_publish(cfg: PublishConfig, out: TextIO = sys.stdout, transport: T
         reads = pace_by_pcr(reads)
     head = await asyncio.to_thread(probe_head, reads, cfg.chunk_ms, name)
     stream_id = derive_stream_id(identity_of(head.info), _source_hint(cfg.input, device_id), explicit=cfg.stream_id)
-    broadcast = cfg.broadcast or stream_id
+    broadcast = stream_id if cfg.broadcast is None else cfg.broadcast
     core = PublishCore(
         stream_id,
         derive_stream_key(stream_id, secret),
