@@ -124,8 +124,7 @@ class Demo:
                 [sys.executable, "-m", "ec_node", "keygen", "-o", str(key)], capture_output=True, text=True, check=False
             )
             if made.returncode != 0:
-                known = made.returncode in {int(c) for c in ExitCode}
-                code = ExitCode(made.returncode) if known else ExitCode.FAILURE
+                code = next((c for c in ExitCode if c == made.returncode), ExitCode.FAILURE)
                 raise EcError(f"ec-node keygen -o {key} failed: {made.stderr.strip()}", code)
         return key
 
