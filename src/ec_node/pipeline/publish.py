@@ -8,6 +8,7 @@ hashes everything it signs.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 import time
@@ -24,7 +25,7 @@ from ec_node.pipeline.channels import check_broadcast_flag
 from ec_node.pipeline.identify import identity_of
 from ec_node.pipeline.ingest import open_source, pace_by_pcr, parse_source
 from ec_node.pipeline.publish_core import PublishCore
-from ec_node.pipeline.startup import StartupObject
+from ec_node.pipeline.startup import StartupObject, listener_event_level, shown_addr
 from ec_node.transport.base import TrackWriter, Transport
 from ec_node.transport.identity import load_or_create_identity
 from ec_node.transport.relay_auth import UrlPeerOptions
@@ -133,7 +134,9 @@ async def run_publish(cfg: PublishConfig, out: TextIO = sys.stdout, transport: T
             listener.endpoint_addr, broadcast, stream_id, tuple(core.tracks), signer_id, tuple(cfg.relays)
         )
         startup.announce(out, cfg.addr_file)
-        log.info("serving %s (%s) on %s", broadcast, ", ".join(core.tracks), listener.endpoint_addr.to_json())
+        report = functools.partial(_listener_event, out if cfg.json else None)
+        startup.follow(listener, cfg.addr_file, report)
+        log.info("serving %s (%s) on %s", broadcast, ", ".join(core.tracks), shown_addr(listener.endpoint_addr))
 
         if cfg.startup_delay_ms and await _wait(stop, cfg.startup_delay_ms / 1000):
             return
@@ -149,6 +152,13 @@ async def run_publish(cfg: PublishConfig, out: TextIO = sys.stdout, transport: T
             await _wait(stop, cfg.linger_ms / 1000)
     finally:
         await listener.close()
+
+
+def _listener_event(out: TextIO | None, event: dict[str, Any]) -> None:
+    """A listener event (rotation, refused session): a log line, and a JSON line with --json."""
+    log.log(logging.getLevelName(listener_event_level(event).upper()), "%s", event)
+    if out is not None:
+        emit_json(out, event)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> bool:

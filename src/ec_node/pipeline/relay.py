@@ -37,7 +37,7 @@ from ec_node.pipeline.node_shell import (
     pull_broadcast,
     raise_unless_ok,
 )
-from ec_node.pipeline.startup import StartupObject, broadcast_from_startup, listener_event_level
+from ec_node.pipeline.startup import StartupObject, broadcast_from_startup, listener_event_level, shown_addr
 from ec_node.transport.base import Transport
 from ec_node.transport.identity import load_or_create_identity
 from ec_node.transport.shedding import ShedLimits
@@ -108,7 +108,7 @@ async def run_relay(cfg: RelayConfig, out: TextIO = sys.stdout, transport: Trans
         startup.announce(out, cfg.addr_file)
         startup.follow(listener, cfg.addr_file, lambda ev: report.emit(ev, level=listener_event_level(ev)))
         log.info(
-            "relaying %s on %s from %s; manifests from %s", broadcast, listener.endpoint_addr.to_json(),
+            "relaying %s on %s from %s; manifests from %s", broadcast, shown_addr(listener.endpoint_addr),
             ", ".join(lk.name for lk in pull.objects), pull.manifests.name if pull.manifests else "-",
         )  # fmt: skip
         done = await NodeShell(pull, report, stop, Effects(serve=serve, finish=finish)).run()

@@ -26,7 +26,7 @@ from ec_node.transport.relay_auth import redact
 class StartupObject:
     """What a serving node tells the world once it listens and has announced its broadcast."""
 
-    endpoint_addr: EndpointAddr
+    endpoint_addr: EndpointAddr | None  # None: the node does not listen (--no-listen), only pushes to relays
     broadcast: str
     stream_id: str
     tracks: tuple[str, ...]
@@ -36,7 +36,7 @@ class StartupObject:
     def to_json(self) -> dict[str, Any]:
         """The JSON object, keys in the documented order."""
         return {
-            "endpoint_addr": self.endpoint_addr.to_json(),
+            "endpoint_addr": self.endpoint_addr.to_json() if self.endpoint_addr is not None else None,
             "broadcast": self.broadcast,
             "stream_id": self.stream_id,
             "tracks": list(self.tracks),
@@ -68,7 +68,12 @@ class StartupObject:
         if not isinstance(obj, dict) or "endpoint_addr" not in obj:
             raise UsageError(f"{where} holds no startup object")
         try:
-            ep = endpoint_addr_from_obj(obj["endpoint_addr"], where=f"{where}: endpoint_addr", allow_startup=False)
+            raw = obj["endpoint_addr"]
+            ep = (
+                None
+                if raw is None
+                else endpoint_addr_from_obj(raw, where=f"{where}: endpoint_addr", allow_startup=False)
+            )
         except AddressError as e:
             raise UsageError(str(e)) from None
         broadcast, stream_id, tracks, signer = (obj.get(k) for k in ("broadcast", "stream_id", "tracks", "signer_id"))
@@ -84,6 +89,11 @@ class StartupObject:
         if not isinstance(relays, list) or not all(isinstance(r, str) for r in relays):
             raise UsageError(f"{where}: relays must be a list of URLs")
         return cls(ep, broadcast, stream_id, tuple(tracks), signer, tuple(relays))
+
+
+def shown_addr(addr: EndpointAddr | None) -> str:
+    """How a log line shows where a node serves."""
+    return json.dumps(addr.to_json(), separators=(",", ":")) if addr is not None else "no socket (--no-listen)"
 
 
 def listener_event_level(event: dict[str, Any]) -> str:

@@ -99,6 +99,13 @@ def endpoint_addr_from_obj(obj: object, where: str = "endpoint address", *, allo
         raise AddressError(f"{where}: expected a JSON object with 'id' and 'addrs'")
     if allow_startup and "endpoint_addr" in obj and "id" not in obj:
         inner = obj["endpoint_addr"]
+        if inner is None:
+            relays = obj.get("relays")
+            shown = ", ".join(r for r in relays if isinstance(r, str)) if isinstance(relays, list) else ""
+            raise AddressError(
+                f"{where}: that node does not listen (--no-listen); subscribe through a relay it pushes to"
+                + (f": {shown}" if shown else "")
+            )
         if isinstance(inner, str):
             return _parse_inner_string(inner, where=f"{where}: endpoint_addr")
         return endpoint_addr_from_obj(inner, where=f"{where}: endpoint_addr", allow_startup=False)

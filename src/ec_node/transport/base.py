@@ -70,8 +70,8 @@ class Listener(Protocol):
     on_event: Callable[[dict[str, object]], None]
 
     @property
-    def endpoint_addr(self) -> EndpointAddr:
-        """How peers reach this node (its node id and addresses)."""
+    def endpoint_addr(self) -> EndpointAddr | None:
+        """How peers reach this node (its node id and addresses); None if it serves no socket."""
         ...
 
     async def push(self, url: str, broadcast: str, timeout_s: float = 10.0) -> None:
@@ -151,9 +151,10 @@ class Transport(Protocol):
     """Factory for listeners and peer sessions of one wire transport."""
 
     async def listen(
-        self, bind: str, identity: NodeIdentity, cache_bytes: int, *, shed: ShedLimits | None = None
+        self, bind: str | None, identity: NodeIdentity, cache_bytes: int, *, shed: ShedLimits | None = None
     ) -> Listener:
-        """Serve on ``bind`` (``host:port``, port 0 for any) as ``identity``; ``shed`` bounds downstream sessions."""
+        """Serve on ``bind`` (``host:port``, port 0 for any; None: no socket, pushes only) as ``identity``;
+        ``shed`` bounds downstream sessions."""
         ...
 
     async def connect(self, addr: EndpointAddr, timeout_s: float) -> PeerSession:

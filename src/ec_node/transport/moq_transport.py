@@ -202,18 +202,18 @@ class MoqListener:
 
     def __init__(
         self,
-        server: moq.Server,
+        server: moq.Server | None,
         origin: moq.OriginProducer,
         consume_origin: moq.OriginProducer,
-        endpoint_addr: EndpointAddr,
+        endpoint_addr: EndpointAddr | None,
         config: MoqConfig,
         shed: ShedLimits | None = None,
         url_peers: UrlPeerOptions | None = None,
         identity: NodeIdentity | None = None,
     ) -> None:
-        self._server = server
-        self._bound = server.local_addr  # the concrete port, rebound on certificate rotation
-        self._identity = identity
+        self._server = server  # None: pushes only (--no-listen)
+        self._bound = server.local_addr if server is not None else ""  # the concrete port, rebound on rotation
+        self._identity = identity if server is not None else None
         self._url_peers = url_peers or UrlPeerOptions()
         self._pushes: list[moq.Client] = []
         self._origin = origin
@@ -229,18 +229,20 @@ class MoqListener:
         #: Called with a JSON-able event when a session is refused or shed (the shell reports it).
         self.on_event: Callable[[dict[str, object]], None] = lambda ev: None
         self._closed = False
-        self._accept_task = asyncio.create_task(self._accept_loop(), name="moq-accept")
+        self._accept_task: asyncio.Task[None] | None = (
+            asyncio.create_task(self._accept_loop(), name="moq-accept") if server is not None else None
+        )
         self._watch_task = (
             asyncio.create_task(self._watch_lag(), name="moq-lag") if self._shed.max_lag_bytes is not None else None
         )
         self._rotate_task: asyncio.Task[None] | None = None
-        if identity is not None:
+        if self._identity is not None:
             self._publish_statement()
             self._rotate_task = asyncio.create_task(self._rotation_loop(), name="moq-cert-rotation")
 
     @property
-    def endpoint_addr(self) -> EndpointAddr:
-        """How peers reach this node (its node id and addresses)."""
+    def endpoint_addr(self) -> EndpointAddr | None:
+        """How peers reach this node (its node id and addresses); None if it does not listen."""
         return self._endpoint_addr
 
     @property
@@ -337,7 +339,8 @@ class MoqListener:
             with contextlib.suppress(moq.Error):
                 await client.__aexit__(None, None, None)
         self._pushes.clear()
-        await self._server.__aexit__(None, None, None)
+        if self._server is not None:
+            await self._server.__aexit__(None, None, None)
 
     def _publish_statement(self) -> None:
         """(Re)publish the signed certificate statement as group 0 of a fresh broadcast, so a
@@ -363,14 +366,15 @@ class MoqListener:
         """Apply the identity's schedule at ``now``; if the presented certificate changed, restart the
         TLS server on the same address (sessions of the old one end; peers redial and pin the new
         hash). Returns True if it rotated."""
-        if self._identity is None or self._closed:
+        if self._identity is None or self._server is None or self._endpoint_addr is None or self._closed:
             return False
         changed = self._identity.maintain(now)
         nxt_changed = self._endpoint_addr.cert_sha256 != self._identity.cert_sha256
         if changed:
-            self._accept_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._accept_task
+            if self._accept_task is not None:
+                self._accept_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._accept_task
             await self._server.__aexit__(None, None, None)
             self._server = await start_server(self._bound, self._identity, self._origin, self._consume_origin)
             self._accept_task = asyncio.create_task(self._accept_loop(), name="moq-accept")
@@ -381,6 +385,7 @@ class MoqListener:
         return changed
 
     async def _accept_loop(self) -> None:
+        assert self._server is not None
         while True:
             try:
                 request = await self._server.__anext__()
@@ -759,7 +764,7 @@ class MoqTransport:
 
     async def listen(
         self,
-        bind: str,
+        bind: str | None,
         identity: NodeIdentity,
         cache_bytes: int | None = None,
         *,
@@ -769,13 +774,16 @@ class MoqTransport:
         """Serve on ``bind`` as ``identity``; the origin cache holds at most ``cache_bytes``.
 
         ``advertise`` replaces the addresses put in ``endpoint_addr`` (needed when binding a
-        wildcard address that remote peers cannot dial as such).
+        wildcard address that remote peers cannot dial as such). ``bind=None`` serves no socket at
+        all: the broadcasts only reach relays it pushes to (``--no-listen``; ``endpoint_addr`` is None).
         """
         cache = self.config.cache_bytes if cache_bytes is None else cache_bytes
         if cache <= 0:
             raise UsageError(f"cache size must be positive, got {cache}")
         origin = moq.OriginProducer(cache_capacity_bytes=cache)
         consume_origin = moq.OriginProducer(cache_capacity_bytes=cache)
+        if bind is None:
+            return MoqListener(None, origin, consume_origin, None, self.config, shed, self.url_peers)
         server = await start_server(bind, identity, origin, consume_origin)
         addrs = tuple(advertise) if advertise else (_dialable(server.local_addr),)
         endpoint = EndpointAddr(id=identity.node_id, addrs=addrs, cert_sha256=identity.cert_sha256)
