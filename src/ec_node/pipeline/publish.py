@@ -88,7 +88,12 @@ def _hdhr_device_id(spec: str) -> str | None:
     return HdhrClient(s.host).discover().device_id
 
 
-async def run_publish(cfg: PublishConfig, out: TextIO = sys.stdout, transport: Transport | None = None) -> None:
+async def run_publish(
+    cfg: PublishConfig,
+    out: TextIO = sys.stdout,
+    transport: Transport | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
     """Ingest, chunk and publish until the input ends (then linger) or a stop signal."""
     if not cfg.publish_chunks and not cfg.publish_manifests:
         raise UsageError("nothing to publish: --publish-chunks=false needs --publish-manifests")
@@ -103,8 +108,9 @@ async def run_publish(cfg: PublishConfig, out: TextIO = sys.stdout, transport: T
     if cfg.stream_id is not None:
         validate_stream_id(cfg.stream_id)
 
-    stop = asyncio.Event()
-    install_stop_signals(stop)
+    if stop is None:  # a caller that passes its own stop event (the home node) owns the signals
+        stop = asyncio.Event()
+        install_stop_signals(stop)
     name = "stdin" if cfg.input == "-" else cfg.input
     device_id = await asyncio.to_thread(_hdhr_device_id, cfg.input)
     reads = await asyncio.to_thread(open_source, cfg.input, cfg.duration_s)

@@ -60,7 +60,12 @@ class RelayConfig(PullConfig):
     max_total_lag_mb: int | None = 256  # ... and the furthest behind while all together lag more
 
 
-async def run_relay(cfg: RelayConfig, out: TextIO = sys.stdout, transport: Transport | None = None) -> None:
+async def run_relay(
+    cfg: RelayConfig,
+    out: TextIO = sys.stdout,
+    transport: Transport | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
     """Serve until SIGINT/SIGTERM (returns: exit 0); raise an EcError if the upstreams are lost."""
     if not cfg.remotes:
         raise UsageError("--remote is required")
@@ -74,8 +79,9 @@ async def run_relay(cfg: RelayConfig, out: TextIO = sys.stdout, transport: Trans
     transport = transport or default_transport(cfg)
     broadcast = await pull_broadcast(cfg, transport)
     pull = prepare_pull(cfg, settings, broadcast, transport, keyless=cfg.keyless, want_manifests=True)
-    stop = asyncio.Event()
-    install_stop_signals(stop)
+    if stop is None:  # a caller that passes its own stop event (the home node) owns the signals
+        stop = asyncio.Event()
+        install_stop_signals(stop)
     identity = load_or_create_identity(cfg.identity_dir)
     mb = 1024 * 1024
     shed = ShedLimits(

@@ -53,7 +53,12 @@ class SubscribeConfig(PullConfig):
     browser_rendition: str = "auto"  # auto | always | off
 
 
-async def run_subscribe(cfg: SubscribeConfig, out: TextIO = sys.stdout, transport: Transport | None = None) -> None:
+async def run_subscribe(
+    cfg: SubscribeConfig,
+    out: TextIO = sys.stdout,
+    transport: Transport | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
     """Run until --stop-after, the stream's end, or a failure (raised as an EcError with its exit code)."""
     if cfg.require_manifest and not cfg.subscribe_manifests:
         log.info("--require-manifest implies --subscribe-manifests")
@@ -82,8 +87,9 @@ async def run_subscribe(cfg: SubscribeConfig, out: TextIO = sys.stdout, transpor
         def write(seg: WriteSegment) -> None:
             output.write(seg.chunk_index, seg.data, seg.duration_ms, seg.received_at)
 
-        stop = asyncio.Event()
-        install_stop_signals(stop)
+        if stop is None:  # a caller that passes its own stop event (the home node) owns the signals
+            stop = asyncio.Event()
+            install_stop_signals(stop)
         report.emit({"event": "subscribed", "broadcast": broadcast, "stream_id": pull.stream_id,
                      "objects_peers": [lk.name for lk in pull.objects],
                      "manifests_peer": pull.manifests.name if pull.manifests else None})  # fmt: skip
