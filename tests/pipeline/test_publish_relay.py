@@ -39,17 +39,19 @@ def _token(cwd: Path, name: str, secret: bytes = SECRET, **claims: object) -> Pa
     return f
 
 
-def test_a_publisher_pushes_into_a_relay_and_a_subscriber_verifies_through_it(media_mpeg2, tmp_path):
+@pytest.mark.parametrize("serving", [[], ["--no-listen"]], ids=["listening", "no-listen"])
+def test_a_publisher_pushes_into_a_relay_and_a_subscriber_verifies_through_it(media_mpeg2, tmp_path, serving):
     relay, url, relay_id = _relay(tmp_path)
     with relay:
         pub_token = _token(tmp_path, "pub.jwt", put=[""])
         sub_token = _token(tmp_path, "sub.jwt", get=[""])
         pin = ["--tls-fingerprint", relay_id]
-        with Node(["moq-publish", "--input", str(media_mpeg2), "--realtime", "--publish-manifests",
+        with Node(["moq-publish", "--input", str(media_mpeg2), "--realtime", "--publish-manifests", *serving,
                    "--relay", url, *pin, "--jwt-file", str(pub_token), "--linger-ms", "600000"],
                   tmp_path, "pub") as pub:  # fmt: skip
             start = pub.startup()
             assert start["relays"] == [url]
+            assert (start["endpoint_addr"] is None) == bool(serving)  # --no-listen: reachable only via relays
             out = tmp_path / "hls"
             with Node(["moq-subscribe", "--remote", url, *pin, "--jwt-file", str(sub_token), "--broadcast",
                        start["broadcast"], "--require-manifest", "--trust-signer", start["signer_id"],
@@ -73,3 +75,20 @@ def test_a_wrong_token_fails_at_once_with_one_line(media_mpeg2, tmp_path):
     err = pub.stderr().strip().splitlines()
     assert err[-1].startswith("ec-node: error: relay moql://") and "unauthorized" in err[-1], err
     assert "Traceback" not in pub.stderr() and "eyJ" not in pub.stderr()
+
+
+def test_no_listen_without_a_relay_and_a_bad_advertise_are_usage_errors(media_mpeg2, tmp_path):
+    for args, why in (
+        (["--no-listen"], "--no-listen needs at least one --relay"),
+        (["--advertise", "nohost"], "--advertise"),
+    ):
+        with Node(["moq-publish", "--input", str(media_mpeg2), *args], tmp_path, "pub") as pub:
+            assert pub.wait() == ExitCode.USAGE
+        assert why in pub.stderr() and "Traceback" not in pub.stderr()
+
+
+def test_advertise_replaces_the_addresses_peers_are_given(media_mpeg2, tmp_path):
+    with Node(["moq-publish", "--input", str(media_mpeg2), "--listen", "127.0.0.1:0", "--advertise",
+               "192.0.2.7:4443", "--advertise", "[2001:db8::7]:4443", "--linger-ms", "600000"],
+              tmp_path, "pub") as pub:  # fmt: skip
+        assert pub.startup()["endpoint_addr"]["addrs"] == ["192.0.2.7:4443", "[2001:db8::7]:4443"]

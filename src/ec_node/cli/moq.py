@@ -10,7 +10,7 @@ import click
 
 from ec_node.cli.exits import documents_exits
 from ec_node.cli.pull_options import CHUNK_MS, pull_config, pull_options
-from ec_node.cli.serve_options import serving_options
+from ec_node.cli.serve_options import serving_config, serving_options
 from ec_node.cli.url_options import url_peer_config, url_peer_options
 from ec_node.errors import ExitCode
 from ec_node.pipeline.channel_output import RENDITION_MODES
@@ -67,8 +67,6 @@ def moq_publish(
     input_: str,
     duration: float | None,
     realtime: bool,
-    listen: str,
-    identity_dir: Path | None,
     stream_id: str | None,
     broadcast: str | None,
     network_secret: str | None,
@@ -78,9 +76,7 @@ def moq_publish(
     epoch_chunks: int,
     chunk_ms: int,
     startup_delay_ms: int,
-    addr_file: Path | None,
     linger_ms: int,
-    cache_mb: int,
     json_: bool,
     **kw: Any,
 ) -> None:
@@ -94,8 +90,6 @@ def moq_publish(
         input=input_,
         duration_s=duration,
         realtime=realtime,
-        listen=listen,
-        identity_dir=identity_dir,
         stream_id=stream_id,
         broadcast=broadcast,
         network_secret=network_secret,
@@ -105,10 +99,9 @@ def moq_publish(
         epoch_chunks=epoch_chunks,
         chunk_ms=chunk_ms,
         startup_delay_ms=startup_delay_ms,
-        addr_file=addr_file,
         linger_ms=linger_ms,
-        cache_mb=cache_mb,
         json=json_,
+        **serving_config(kw),
         **url_peer_config(kw),
     )
     asyncio.run(run_publish(cfg))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import click
 
 from ec_node.cli.exits import documents_exits
 from ec_node.cli.pull_options import pull_config, pull_options
-from ec_node.cli.serve_options import serving_options
+from ec_node.cli.serve_options import serving_config, serving_options
 from ec_node.cli.url_options import url_peer_config, url_peer_options
 from ec_node.errors import ExitCode
 from ec_node.memory import tune_malloc
@@ -57,12 +56,8 @@ from ec_node.pipeline.relay import RelayConfig, run_relay
 )
 @url_peer_options(push=True)
 def relay(
-    listen: str,
     broadcast: str | None,
     keyless: bool,
-    identity_dir: Path | None,
-    cache_mb: int,
-    addr_file: Path | None,
     max_subscribers: int,
     max_lag_mb: int,
     max_total_lag_mb: int,
@@ -76,15 +71,12 @@ def relay(
     after the upstream ends; unreachable once every upstream is lost.
     """
     cfg = RelayConfig(
-        listen=listen,
         broadcast=broadcast,
         keyless=keyless,
-        identity_dir=identity_dir,
-        cache_mb=cache_mb,
-        addr_file=addr_file,
         max_subscribers=max_subscribers,
         max_lag_mb=max_lag_mb,
         max_total_lag_mb=max_total_lag_mb,
+        **serving_config(kw),
         **url_peer_config(kw),
         **pull_config(kw),
     )

@@ -9,15 +9,30 @@ from typing import Any, TypeVar
 import click
 
 from ec_node.cli.pull_options import stacked
+from ec_node.transport.addr import parse_host_port
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+SERVING_KEYS = ("listen", "no_listen", "advertise", "identity_dir", "cache_mb", "addr_file")
+
+
 def serving_options() -> Callable[[F], F]:
-    """--listen, --identity, --cache-mb and --addr-file."""
+    """--listen, --no-listen, --advertise, --identity, --cache-mb and --addr-file."""
     return stacked(
         [
             click.option("--listen", default="127.0.0.1:0", show_default=True, metavar="HOST:PORT"),
+            click.option(
+                "--no-listen",
+                is_flag=True,
+                help="Serve no socket: the broadcast reaches only the --relay URLs it is pushed to.",
+            ),
+            click.option(
+                "--advertise",
+                multiple=True,
+                metavar="HOST:PORT",
+                help="Address peers dial, put in endpoint_addr (repeatable; needed with --listen 0.0.0.0:PORT).",
+            ),
             click.option(
                 "--identity",
                 "identity_dir",
@@ -34,3 +49,16 @@ def serving_options() -> Callable[[F], F]:
             click.option("--addr-file", type=click.Path(path_type=Path), help="Also write the startup JSON here."),
         ]
     )
+
+
+def serving_config(kw: dict[str, Any]) -> dict[str, Any]:
+    """Pop the serving flags out of a command's ``**kw`` as config fields (``listen`` None with
+    --no-listen); a malformed --advertise is AddressError (exit 2)."""
+    opts = {k: kw.pop(k) for k in SERVING_KEYS}
+    advertise = []
+    for text in opts.pop("advertise"):
+        host, port = parse_host_port(text, "--advertise")
+        advertise.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    if opts.pop("no_listen"):
+        opts["listen"] = None
+    return {**opts, "advertise": tuple(advertise)}

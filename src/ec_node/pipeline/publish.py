@@ -25,7 +25,7 @@ from ec_node.pipeline.channels import check_broadcast_flag
 from ec_node.pipeline.identify import identity_of
 from ec_node.pipeline.ingest import open_source, pace_by_pcr, parse_source
 from ec_node.pipeline.publish_core import PublishCore
-from ec_node.pipeline.startup import StartupObject, listener_event_level, shown_addr
+from ec_node.pipeline.startup import StartupObject, check_reachable, listener_event_level, shown_addr
 from ec_node.transport.base import TrackWriter, Transport
 from ec_node.transport.identity import load_or_create_identity
 from ec_node.transport.relay_auth import UrlPeerOptions
@@ -42,7 +42,8 @@ class PublishConfig:
     input: str
     duration_s: float | None = None
     realtime: bool = False
-    listen: str = "127.0.0.1:0"
+    listen: str | None = "127.0.0.1:0"  # None: --no-listen (push to relays only)
+    advertise: tuple[str, ...] = ()  # addresses put in endpoint_addr instead of the bound one
     identity_dir: Path | None = None
     stream_id: str | None = None
     broadcast: str | None = None
@@ -100,6 +101,7 @@ async def run_publish(
     if cfg.epoch_chunks < 1:
         raise UsageError("--epoch-chunks must be >= 1")
     check_broadcast_flag(cfg.broadcast, "use the stream id")
+    check_reachable(cfg.listen, cfg.relays)
     secret = parse_network_secret(cfg.network_secret)
     signer = Signer.load(cfg.signing_key) if cfg.signing_key else None  # missing: an error; only keygen makes keys
     if cfg.publish_manifests and signer is None:
@@ -130,7 +132,7 @@ async def run_publish(
 
     transport = transport or default_transport(cfg.url_peers)
     identity = load_or_create_identity(cfg.identity_dir)
-    listener = await transport.listen(cfg.listen, identity, cfg.cache_mb * 1024 * 1024)
+    listener = await transport.listen(cfg.listen, identity, cfg.cache_mb * 1024 * 1024, advertise=cfg.advertise)
     try:
         writers = listener.publish_broadcast(broadcast, core.tracks)
         for url in cfg.relays:

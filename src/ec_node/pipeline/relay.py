@@ -37,7 +37,13 @@ from ec_node.pipeline.node_shell import (
     pull_broadcast,
     raise_unless_ok,
 )
-from ec_node.pipeline.startup import StartupObject, broadcast_from_startup, listener_event_level, shown_addr
+from ec_node.pipeline.startup import (
+    StartupObject,
+    broadcast_from_startup,
+    check_reachable,
+    listener_event_level,
+    shown_addr,
+)
 from ec_node.transport.base import Transport
 from ec_node.transport.identity import load_or_create_identity
 from ec_node.transport.shedding import ShedLimits
@@ -49,7 +55,8 @@ log = logging.getLogger(__name__)
 class RelayConfig(PullConfig):
     """`relay`'s flags: what to pull (shared with the subscriber) and how to serve it."""
 
-    listen: str = "127.0.0.1:0"
+    listen: str | None = "127.0.0.1:0"  # None: --no-listen (push to relays only)
+    advertise: tuple[str, ...] = ()  # addresses put in endpoint_addr instead of the bound one
     relays: list[str] = field(default_factory=list)  # relay URLs to push the re-served broadcast into
     keyless: bool = False
     identity_dir: Path | None = None
@@ -73,6 +80,7 @@ async def run_relay(
         raise UsageError("--keyless only changes how --require-manifest verifies; pass both")
     if cfg.keyless and cfg.network_secret:
         raise UsageError("--keyless and --network-secret exclude each other")
+    check_reachable(cfg.listen, cfg.relays)
     if cfg.trust_signers and not cfg.require_manifest:
         log.warning("--trust-signer has no effect without --require-manifest")
     settings = cfg.settings(Role.RELAY)
@@ -89,7 +97,9 @@ async def run_relay(
         max_lag_bytes=None if cfg.max_lag_mb is None else cfg.max_lag_mb * mb,
         max_total_lag_bytes=None if cfg.max_total_lag_mb is None else cfg.max_total_lag_mb * mb,
     )
-    listener = await transport.listen(cfg.listen, identity, cfg.cache_mb * 1024 * 1024, shed=shed)
+    listener = await transport.listen(
+        cfg.listen, identity, cfg.cache_mb * 1024 * 1024, shed=shed, advertise=cfg.advertise
+    )
     report = Reporter(out if cfg.json else None)
     try:
         tracks = [Track.CHUNKS.value, Track.MANIFESTS.value]

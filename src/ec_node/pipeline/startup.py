@@ -91,6 +91,12 @@ class StartupObject:
         return cls(ep, broadcast, stream_id, tuple(tracks), signer, tuple(relays))
 
 
+def check_reachable(listen: str | None, relays: list[str]) -> None:
+    """--no-listen without --relay would serve nobody: a usage error, before anything starts."""
+    if listen is None and not relays:
+        raise UsageError("--no-listen needs at least one --relay URL: otherwise nothing can reach the broadcast")
+
+
 def shown_addr(addr: EndpointAddr | None) -> str:
     """How a log line shows where a node serves."""
     return json.dumps(addr.to_json(), separators=(",", ":")) if addr is not None else "no socket (--no-listen)"

@@ -151,7 +151,13 @@ class Transport(Protocol):
     """Factory for listeners and peer sessions of one wire transport."""
 
     async def listen(
-        self, bind: str | None, identity: NodeIdentity, cache_bytes: int, *, shed: ShedLimits | None = None
+        self,
+        bind: str | None,
+        identity: NodeIdentity,
+        cache_bytes: int,
+        *,
+        shed: ShedLimits | None = None,
+        advertise: tuple[str, ...] = (),
     ) -> Listener:
         """Serve on ``bind`` (``host:port``, port 0 for any; None: no socket, pushes only) as ``identity``;
         ``shed`` bounds downstream sessions."""

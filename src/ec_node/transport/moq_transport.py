@@ -768,8 +768,8 @@ class MoqTransport:
         identity: NodeIdentity,
         cache_bytes: int | None = None,
         *,
-        advertise: list[str] | None = None,
         shed: ShedLimits | None = None,
+        advertise: tuple[str, ...] = (),
     ) -> MoqListener:
         """Serve on ``bind`` as ``identity``; the origin cache holds at most ``cache_bytes``.
 
@@ -786,6 +786,13 @@ class MoqTransport:
             return MoqListener(None, origin, consume_origin, None, self.config, shed, self.url_peers)
         server = await start_server(bind, identity, origin, consume_origin)
         addrs = tuple(advertise) if advertise else (_dialable(server.local_addr),)
+        if not advertise and addrs[0] != server.local_addr:
+            log.warning(
+                "listening on every interface (%s) but advertising %s; pass --advertise HOST:PORT so "
+                "peers on other machines can dial this node",
+                server.local_addr,
+                addrs[0],
+            )
         endpoint = EndpointAddr(id=identity.node_id, addrs=addrs, cert_sha256=identity.cert_sha256)
         return MoqListener(server, origin, consume_origin, endpoint, self.config, shed, self.url_peers, identity)
 
