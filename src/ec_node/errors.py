@@ -34,7 +34,7 @@ class ExitCode(IntEnum):
     OUTPUT = 7, "output not writable"
     INTEGRITY = 8, "integrity (more objects rejected than --max-invalid-chunks)"
     ENDED_EARLY = 9, "ended early (before --stop-after)"
-    MANIFEST_TIMEOUT = 10, "manifest timeout (manifests peer gone longer than --manifest-timeout)"
+    MANIFEST_TIMEOUT = 10, "manifest timeout (no usable manifest for --manifest-timeout: leader gone or untrusted)"
 
 
 class EcError(Exception):

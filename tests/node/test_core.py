@@ -19,9 +19,11 @@ from ec_node.node.events import (
     LinkGone,
     LinkLost,
     LinkUp,
+    ManifestRejected,
     Reconnect,
     Track,
     TrackEnded,
+    UntrustedSigner,
     Waiting,
 )
 from ec_node.node.settings import Role
@@ -80,6 +82,74 @@ def test_untrusted_signer_writes_nothing() -> None:
         r.obj(w.payload, seq=w.sequence)
     assert r.segments() == []
     assert {e["reason"] for e in r.events("manifest_rejected")} == {"untrusted_signer"}
+
+
+def _live(r: Run, until_exit: bool = True, step_s: float = 2.0) -> float | None:
+    """Feed the stream as a live leader and publisher would (a manifest and an object every chunk, the links
+    never silent); the fake time of the exit, if one came."""
+    for m, o in zip(PUB.manifests, PUB.objects, strict=False):
+        r.man(m)
+        r.obj(o.payload, seq=o.sequence)
+        r.advance(step_s)
+        if r.of(Exit) and until_exit:
+            return r.t
+    return r.t if r.of(Exit) else None
+
+
+def test_an_untrusted_signer_is_named_once_and_the_subscriber_exits_within_the_manifest_timeout() -> None:
+    stranger = Signer.generate().signer_id
+    r = Run(trusted=(stranger,), settings={"manifest_timeout_s": 10.0, "max_peer_rejections": None})
+    assert len(PUB.manifests) * 2.0 > 10.0 + 4.0  # the leader would go on long after the timeout
+    r.up()
+    at = _live(r)
+    assert at is not None and at <= 10.0 + 2.0  # (one feeding step of slack: the deadline fires inside it)
+    (done,) = r.of(Exit)
+    assert done.code is ExitCode.MANIFEST_TIMEOUT
+    assert done.reason.startswith("no usable manifest for 10 s: manifest signed by " + SIGNER.signer_id)
+    assert f"which is not a --trust-signer; trusted: {stranger}" in done.reason
+    (said,) = r.events("untrusted_signer")  # once, however many manifests it signed
+    assert said == {"event": "untrusted_signer", "signers": [SIGNER.signer_id], "trusted": [stranger], "peer": "m"}
+    assert (
+        r.of(UntrustedSigner)[0].text()
+        == f"manifest signed by {SIGNER.signer_id}, which is not a --trust-signer; trusted: {stranger}"
+    )
+    assert len(r.events("manifest_rejected")) > 1  # each refusal still shows in --json
+    assert r.segments() == [] and r.core.verifier.pending_count == 0
+
+
+def test_an_untrusted_signer_is_the_only_manifest_rejection_said_once_on_stderr() -> None:
+    untrusted = ManifestRejected("untrusted_signer", "signed only by untrusted x", "m")
+    assert untrusted.log_level() == "info"  # the UntrustedSigner line says it, in words, once
+    assert ManifestRejected("bad_signature", "no signature verifies", "m").log_level() == "warning"
+
+
+def test_a_leader_sending_only_unusable_manifests_times_out_like_a_lost_one() -> None:
+    r = Run(settings={"manifest_timeout_s": 6.0})
+    r.up()
+    for _ in range(10):  # the link is alive, every manifest is junk
+        r.feed(GroupReceived("m", Track.MANIFESTS, 0, b"\x00junk"))
+        r.advance(1.0)
+    (done,) = r.of(Exit)
+    assert done.code is ExitCode.MANIFEST_TIMEOUT and "every manifest since was refused (malformed" in done.reason
+
+
+def test_a_refused_manifest_among_usable_ones_ends_nothing() -> None:
+    r = Run(settings={"manifest_timeout_s": 3.0})
+    r.up()
+    for m, o in zip(PUB.manifests, PUB.objects, strict=False):
+        r.feed(GroupReceived("m", Track.MANIFESTS, 0, b"\x00junk"))  # refused
+        r.man(m)  # usable: the leader is here
+        r.obj(o.payload, seq=o.sequence)
+        r.advance(2.0)
+    assert not r.of(Exit) and len(r.segments()) == len(PUB.objects)
+
+
+def test_a_verifying_relay_with_an_untrusted_signer_drops_its_buffer_each_timeout_and_keeps_serving() -> None:
+    r = Run(role=Role.RELAY, trusted=(Signer.generate().signer_id,), settings={"manifest_timeout_s": 4.0})
+    r.up()
+    assert _live(r, until_exit=False) is None  # a relay never exits for this
+    assert r.served() == {} and len(r.events("untrusted_signer")) == 1
+    assert r.core.verifier.pending_count <= 2  # what came since the last timeout, not everything
 
 
 def test_a_tampered_object_is_rejected_and_max_invalid_trips() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -181,16 +182,49 @@ def test_no_manifests_no_data(recording: Path, tmp_path: Path, case: str) -> Non
     assert not list(out.glob("segment_*"))
     assert not [e for e in events if e["event"] == "segment"]
     if case == "untrusted-signer":
-        # manifests arrive, are refused, so every object waits and is finally dropped
+        # manifests arrive, are refused, so every object waits and is dropped when the leader's track ends
+        # (a leader that keeps signing is test_a_wrong_trust_signer_..., below)
         assert rc == ExitCode.ENDED_EARLY, s.stderr()
         reasons = {e["reason"] for e in events if e["event"] == "manifest_rejected"}
         assert reasons == {"untrusted_signer"}
+        assert [e["signers"] for e in events if e["event"] == "untrusted_signer"] == [[sa["signer_id"]]]
         assert not (out / "index.m3u8").exists()  # nothing verified: no playlist either
     else:
         # the manifests peer has no manifests track: refuse to run rather than wait forever
         assert rc == ExitCode.UNREACHABLE, s.stderr()
         assert "manifests" in s.stderr()
         assert not (out / "index.m3u8").exists()  # nothing verified: no playlist either
+
+
+def test_a_wrong_trust_signer_is_named_once_and_ends_the_run_within_the_manifest_timeout(
+    media_mpeg2: Path, tmp_path: Path
+) -> None:
+    """The live case of a typo'd --trust-signer: a real-time leader keeps signing, the subscriber must not wait
+    (and buffer) for ever but say whose manifests it refuses and exit 10 once --manifest-timeout passes."""
+    stranger = tmp_path / "stranger.key"
+    with Node(["keygen", "-o", str(stranger)], tmp_path, "keygen") as k:
+        wrong = k.next_line().strip()
+        assert k.wait() == 0
+    with _publisher(media_mpeg2, tmp_path, "leader", "--realtime", "--publish-manifests",
+                    "--signing-key", str(_leader_key(tmp_path))) as a:  # fmt: skip
+        sa = a.startup()
+        out = tmp_path / "hls"
+        # (no -v: what a user sees by default)
+        argv = [sys.executable, "-m", "ec_node", "moq-subscribe", "--remote", addr_arg(sa), "--broadcast",
+                sa["broadcast"], "--require-manifest", "--trust-signer", wrong, "--manifest-timeout", "2",
+                "--output-dir", str(out)]  # fmt: skip
+        with Node([], tmp_path, "subscriber", argv=argv) as s:
+            rc = s.wait()  # (its own hang guard: a subscriber that waits for ever fails here)
+            err = s.stderr()
+        assert a.proc.poll() is None  # the leader was still signing: the subscriber did not just see an end
+    assert rc == ExitCode.MANIFEST_TIMEOUT, err
+    said = f"manifest signed by {sa['signer_id']}, which is not a --trust-signer; trusted: {wrong}"
+    assert err.count(said) == 2, err  # once as the warning, once in the exit line
+    lines = err.splitlines()
+    assert lines[-1] == f"ec-node: error: no usable manifest for 2 s: {said}"
+    assert sum("WARNING" in ln and said in ln for ln in lines) == 1
+    assert not any("manifest_rejected" in ln for ln in lines)  # no line per refused manifest
+    assert not list(out.glob("segment_*"))
 
 
 def test_hostile_relay_objects_are_rejected_with_reasons(recording: Path, tmp_path: Path) -> None:

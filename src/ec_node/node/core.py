@@ -48,6 +48,7 @@ from ec_node.node.events import (
     Status,
     Track,
     TrackEnded,
+    UntrustedSigner,
     Waiting,
     WriteSegment,
 )
@@ -132,7 +133,13 @@ class NodeCore:
         self._arrived: OrderedDict[int, float] = OrderedDict()  # chunk index -> first arrival, until used
         self._deferred: list[tuple[float, GroupReceived]] = []  # (due, group); it arrived penalty_s before due
         self._manifests_done = manifests_peer is None
+        # When the manifests peer went away -- or, while it is up, since when it has sent nothing usable: a
+        # rejected manifest does not count as arrived, so a leader whose every manifest is refused (another
+        # signer than --trust-signer) times out like one that is gone, instead of filling the buffer forever.
         self._leader_gone_since: float | None = None
+        self._usable_manifest_at = now  # the last usable manifest (or the start, or the last timeout)
+        self._manifest_trouble: str | None = None  # why the manifests since then were unusable, for the exit line
+        self._untrusted_said: set[tuple[str, ...]] = set()  # signer sets already named (each said once)
         self._objects_done_at: float | None = None
         self._manifests_ending: Ending | None = None  # the manifests track ended: over once its grace passes
         self._max_chunk_seen = -1  # highest chunk group sequence received
@@ -164,14 +171,15 @@ class NodeCore:
             if event.track is Track.CHUNKS:
                 self._object_arrived(event, now, out)
             else:
-                self._leader_gone_since = None
                 self._manifest(event.payload, event.peer, event.sequence, now, out)
         elif isinstance(event, GroupTooLarge):
             if event.track is Track.CHUNKS:
                 detail = "group over the size limit, refused"
                 self._reject(event.sequence, RejectReason.TOO_LARGE, detail, event.peer, out)
             else:
-                out.append(ManifestRejected("too_large", "manifest over the size limit, refused", event.peer))
+                detail = "manifest over the size limit, refused"
+                out.append(ManifestRejected("too_large", detail, event.peer))
+                self._manifest_unusable(f"every manifest since was refused (too_large: {detail})", now)
         elif isinstance(event, LinkUp):
             resumed = link.phase is LinkPhase.STALLED
             link.enter(LinkPhase.UP, now)
@@ -340,13 +348,18 @@ class NodeCore:
         s = self.settings
         self._max_manifest_seen = max(self._max_manifest_seen, sequence)
         if s.role is Role.RELAY and not s.require_manifest:
-            self._pass_manifest(payload, peer, sequence, out)
+            self._pass_manifest(payload, peer, sequence, now, out)
             return
         d = self.verifier.add_manifest(payload)
         if d.verdict is Verdict.REJECTED:
             assert d.reason is not None
             out.append(ManifestRejected(d.reason.value, d.detail, peer))
+            if d.reason is RejectReason.UNTRUSTED_SIGNER and d.manifest is not None:
+                self._untrusted(tuple(d.manifest.valid_signers()), peer, now, out)
+            else:
+                self._manifest_unusable(f"every manifest since was refused ({d.reason.value}: {d.detail})", now)
             return
+        self._manifest_usable(now)  # accepted, or a copy of one that was (a fetched duplicate)
         if d.verdict is not Verdict.ACCEPTED or d.manifest is None:
             return
         body = d.manifest.body
@@ -361,16 +374,20 @@ class NodeCore:
         # objects far below what the leader now vouches for will never be covered: free their room
         self._dropped(self.verifier.drop_pending(body.chunk_start_index - 8 * body.total_chunks), out)
 
-    def _pass_manifest(self, payload: bytes, peer: str, sequence: int, out: list[Output]) -> None:
+    def _pass_manifest(self, payload: bytes, peer: str, sequence: int, now: float, out: list[Output]) -> None:
         """A relay that does not verify passes manifests on if they parse and name this stream."""
         try:
             m = parse_manifest(payload, self.verifier.limits)
         except IntegrityRejection as e:
             out.append(ManifestRejected(e.reason.value, e.detail, peer))
+            self._manifest_unusable(f"every manifest since was refused ({e.reason.value}: {e.detail})", now)
             return
         if m.body.stream_id != self.verifier.stream_id:
-            out.append(ManifestRejected(RejectReason.WRONG_STREAM.value, f"manifest is for {m.body.stream_id!r}", peer))
+            detail = f"manifest is for {m.body.stream_id!r}"
+            out.append(ManifestRejected(RejectReason.WRONG_STREAM.value, detail, peer))
+            self._manifest_unusable(f"every manifest since was refused (wrong_stream: {detail})", now)
             return
+        self._manifest_usable(now)
         self._epoch_chunks = max(1, m.body.total_chunks)
         if self._serve_manifest(sequence, payload, out):
             self.manifests += 1
@@ -420,6 +437,29 @@ class NodeCore:
     def _leader_away(self, link: Link, now: float) -> None:
         if link.track is Track.MANIFESTS and not self._manifests_done and self._leader_gone_since is None:
             self._leader_gone_since = now
+
+    def _manifest_usable(self, now: float) -> None:
+        """A usable manifest arrived: the leader is here."""
+        self._leader_gone_since = None
+        self._usable_manifest_at = now
+        self._manifest_trouble = None
+
+    def _manifest_unusable(self, why: str, now: float) -> None:
+        """A manifest arrived but was refused: it does not count as arrived. The leader counts as away since
+        the last usable one, so ``manifest_timeout_s`` of nothing usable ends the wait as if it were gone."""
+        self._manifest_trouble = why
+        if not self._manifests_done and self._leader_gone_since is None:
+            self._leader_gone_since = self._usable_manifest_at
+
+    def _untrusted(self, signers: tuple[str, ...], peer: str, now: float, out: list[Output]) -> None:
+        """Manifests signed only by signers not trusted: say so once per signer set, in words; then wait no
+        longer than for a missing leader."""
+        trusted = tuple(sorted(self.verifier.trusted_signers))
+        report = UntrustedSigner(list(signers), list(trusted), peer)
+        if signers not in self._untrusted_said and len(self._untrusted_said) < 16:
+            self._untrusted_said.add(signers)
+            out.append(report)
+        self._manifest_unusable(report.text(), now)
 
     # ------------------------------------------------------------------ links
 
@@ -547,13 +587,17 @@ class NodeCore:
         v = self.verifier
         if self._leader_gone_since is not None and now >= self._leader_gone_since + s.manifest_timeout_s:
             self._leader_gone_since = None
+            self._usable_manifest_at = now  # (a relay waits a whole timeout again before it says so again)
+            trouble, self._manifest_trouble = self._manifest_trouble, None
             self._dropped(v.drop_pending(), out)
+            if trouble is not None:
+                why = f"no usable manifest for {s.manifest_timeout_s:g} s: {trouble}"
+            else:
+                why = f"no manifests for {s.manifest_timeout_s:g} s (manifests peer gone)"
             if s.exits_without_manifests:
-                self._exit(
-                    ExitCode.MANIFEST_TIMEOUT, f"no manifests for {s.manifest_timeout_s:g} s (manifests peer gone)", out
-                )
+                self._exit(ExitCode.MANIFEST_TIMEOUT, why, out)
                 return
-            log.warning("no manifests for %g s; buffered objects dropped", s.manifest_timeout_s)
+            log.warning("%s; buffered objects dropped", why)
         if self.finished:
             return
         objects = [lk for lk in self.links.values() if lk.track is Track.CHUNKS]

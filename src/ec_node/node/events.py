@@ -165,6 +165,14 @@ class Report:
         """The event as one JSON object: ``{"event": name, **fields}``."""
         return {"event": self.event, **asdict(self)}
 
+    def text(self) -> str | None:
+        """A sentence for people, shown as the log line instead of the JSON fields (None: the fields)."""
+        return None
+
+    def log_level(self) -> str:
+        """The level of this report's log line (``level`` unless an instance says otherwise)."""
+        return self.level
+
 
 @dataclass(frozen=True)
 class ManifestAccepted(Report):
@@ -186,6 +194,26 @@ class ManifestRejected(Report):
     reason: str
     detail: str
     peer: str
+
+    def log_level(self) -> str:
+        """An untrusted signer is named once by :class:`UntrustedSigner`; each refused manifest is then detail."""
+        return "info" if self.reason == "untrusted_signer" else self.level
+
+
+@dataclass(frozen=True)
+class UntrustedSigner(Report):
+    """Manifests came signed only by ``signers``, none of them ``trusted``: said once per signer set."""
+
+    event: ClassVar[str] = "untrusted_signer"
+    level: ClassVar[str] = "warning"
+    signers: list[str]
+    trusted: list[str]
+    peer: str
+
+    def text(self) -> str:
+        """``manifest signed by X, which is not a --trust-signer; trusted: Y`` (full ids: they are what to compare)."""
+        by = ", ".join(self.signers) or "nobody"
+        return f"manifest signed by {by}, which is not a --trust-signer; trusted: {', '.join(self.trusted) or 'none'}"
 
 
 @dataclass(frozen=True)

@@ -204,14 +204,17 @@ class Reporter:
         obj = r.to_json()
         if isinstance(r, Status):
             obj = {**obj, "rss_mb": rss_mb()}  # a measurement only the shell can take
-        self.emit(obj, level=r.level)
+        self.emit(obj, level=r.log_level(), text=r.text())
 
-    def emit(self, obj: dict[str, Any], level: str = "info") -> None:
-        """Show one event the shell itself observed (segment written, start, end)."""
+    def emit(self, obj: dict[str, Any], level: str = "info", text: str | None = None) -> None:
+        """Show one event the shell itself observed (segment written, start, end); ``text``: its log line in words."""
         lvl = logging.getLevelName(level.upper())
         if log.isEnabledFor(lvl):  # (a segment event per chunk: no JSON unless someone reads it)
-            fields = json.dumps({k: v for k, v in obj.items() if k != "event"}, separators=(",", ":"))
-            log.log(lvl, "%s %s", obj.get("event"), fields)
+            if text is not None:
+                log.log(lvl, "%s", text)
+            else:
+                fields = json.dumps({k: v for k, v in obj.items() if k != "event"}, separators=(",", ":"))
+                log.log(lvl, "%s %s", obj.get("event"), fields)
         if self.out is not None:
             emit_json(self.out, obj)
         if self.tap is not None:
