@@ -62,6 +62,7 @@ def make_manifest(signer: Signer) -> Callable[..., Manifest]:
         duration: int = 2000,
         by: Signer | None = None,
         stream: str = STREAM,
+        objects: dict[int, str] | None = None,
     ) -> Manifest:
         body = build_epoch_body(
             stream,
@@ -70,8 +71,9 @@ def make_manifest(signer: Signer) -> Callable[..., Manifest]:
             hashes,
             chunk_duration_ms=duration,
             encoder_profile_id="passthrough",
-            created_unix_ms=1_700_000_000_000,
+            created_unix_ms=None if objects is not None else 1_700_000_000_000,
             metadata={"title": "WSYN-HD 7.1"},
+            objects=objects,
         )
         return (by or signer).sign(body)
 

@@ -16,6 +16,8 @@ from ec_node.integrity.frames import Limits
 from ec_node.integrity.keys import signing_key_from_seed
 from ec_node.integrity.manifest import (
     BODY_FIELDS,
+    BODY_FIELDS_V2,
+    MANIFEST_VERSION,
     EpochAssembler,
     Manifest,
     ManifestBody,
@@ -223,3 +225,72 @@ def test_assembler_rejects_going_back() -> None:
     with pytest.raises(ValueError):
         a.add_chunk(3, "ab" * 32, 0)
     assert a.finish(0) == []
+
+
+# --- version 2: object commitments, no per-leader fields ------------------------------------------
+
+
+def _v2(epoch_chunks: int = 2) -> ManifestBody:
+    return build_epoch_body(
+        STREAM,
+        3,
+        epoch_chunks,
+        {6: "aa" * 32},
+        chunk_duration_ms=2000,
+        encoder_profile_id="passthrough",
+        metadata={"title": "x"},
+        objects={6: "bb" * 32},
+    )
+
+
+def test_version_2_round_trip_and_fields() -> None:
+    body = _v2()
+    obj = body.to_json()
+    assert set(obj) == BODY_FIELDS_V2 and obj["version"] == MANIFEST_VERSION == 2
+    assert "created_unix_ms" not in obj
+    assert obj["object_hashes"] == ["bb" * 32, ""] and obj["object_root"] == merkle_root(["bb" * 32, ""])
+    m = Signer(signing_key_from_seed(bytes(32))).sign(body)
+    back = parse_manifest(m.encode())
+    assert back.body == body and back.body.object_slot(6) == "bb" * 32 and back.body.object_slot(7) == ""
+    check_manifest_body(back)
+
+
+def test_two_leaders_build_byte_identical_version_2_bodies() -> None:
+    """Nothing per leader is signed, so the ids (what each leader signs) agree."""
+    a = EpochAssembler(STREAM, chunk_duration_ms=2000, encoder_profile_id="p", commit_objects=True)
+    b = EpochAssembler(STREAM, chunk_duration_ms=2000, encoder_profile_id="p", commit_objects=True)
+    (ba,) = a.add_chunk(5, "aa" * 32, 1_000, object_hash="bb" * 32)
+    (bb,) = b.add_chunk(5, "aa" * 32, 9_999_999, object_hash="bb" * 32)
+    assert ba.compute_id() == bb.compute_id()
+    with pytest.raises(ValueError, match="object_hash"):
+        a.add_chunk(6, "aa" * 32, 1_000)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (lambda o: o.update(version=1), "version"),
+        (lambda o: o.update(version=3), "version"),
+        (lambda o: o.update(version=True), "version"),
+        (lambda o: o.update(created_unix_ms=1), "fields differ"),
+        (lambda o: o.pop("object_root"), "fields differ"),
+        (lambda o: o.update(object_hashes=["bb" * 32]), "total_chunks"),
+        (lambda o: o.update(object_hashes=["", "bb" * 32]), "exactly where chunks are"),
+        (lambda o: o.update(object_hashes=["BB" * 32, ""]), "exactly where chunks are"),
+    ],
+)
+def test_version_2_form_is_strict(mutate: Callable[[dict[str, Any]], Any], match: str) -> None:
+    obj = _v2().to_json()
+    mutate(obj)
+    with pytest.raises(IntegrityFormatError, match=match):
+        ManifestBody.from_json(obj)
+
+
+def test_version_2_object_root_is_checked() -> None:
+    from dataclasses import replace
+
+    body = replace(_v2(), object_root="cc" * 32)
+    m = Signer(signing_key_from_seed(bytes(32))).sign(body)
+    with pytest.raises(IntegrityRejection) as info:
+        check_manifest_body(parse_manifest(m.encode()))
+    assert info.value.reason is RejectReason.BAD_MERKLE_ROOT

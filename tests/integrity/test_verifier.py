@@ -6,13 +6,14 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+import blake3
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ec_node.integrity._json import canonical_json
 from ec_node.integrity.aead import StreamCipher
-from ec_node.integrity.errors import RejectReason
+from ec_node.integrity.errors import PEER_FAULTS, RejectReason
 from ec_node.integrity.keys import derive_stream_key
 from ec_node.integrity.manifest import Manifest, ManifestBody, build_epoch_body, epoch_id_for
 from ec_node.integrity.merkle import merkle_proof
@@ -367,17 +368,69 @@ def o_plain(k: int) -> bytes:
     return (seed * (3000 // len(seed) + 1))[:3000]
 
 
+def _frame_hash(frame: bytes) -> str:
+    return blake3.blake3(frame).hexdigest()
+
+
 def test_keyless_relay_mode(signer: Signer, seal: Seal, make_manifest: MakeManifest) -> None:
+    """Keyless, a version-2 manifest's object commitment checks the ciphertext byte for byte."""
     v = _v(None, signer)
     assert v.keyless
     o = seal(0)
     assert v.add_object(o.frame).verdict is Verdict.PENDING
-    d = v.add_manifest(make_manifest(0, {0: o.meta.chunk_hash}).encode())
+    d = v.add_manifest(make_manifest(0, {0: o.meta.chunk_hash}, objects={0: _frame_hash(o.frame)}).encode())
     (acc,) = d.released
     assert acc.plaintext is None and acc.frame == o.frame
     junk = seal(1)
-    v.add_manifest(make_manifest(1, {1: "ab" * 32}).encode())
-    assert v.add_object(junk.frame).reason is RejectReason.HASH_MISMATCH
+    v.add_manifest(make_manifest(1, {1: "ab" * 32}, objects={1: "cd" * 32}).encode())
+    assert v.add_object(junk.frame).reason is RejectReason.OBJECT_MISMATCH
+
+
+def test_keyless_forgery_with_honest_metadata_is_stopped_by_the_object_commitment(
+    signer: Signer, seal: Seal, make_manifest: MakeManifest, cipher: StreamCipher
+) -> None:
+    """The stream key is public without a network secret: a forger re-seals other bytes under the
+    honest chunk_hash. A keyless verifier cannot open it, but the commitment refutes it, first copy
+    or later copy alike."""
+    honest = seal(2)
+    forged_meta = seal_object(cipher, 2, b"forged bytes", epoch_id=honest.meta.epoch_id, chunk_duration_ms=2000)
+    meta_len = int.from_bytes(honest.frame[:4], "big")
+    forged = honest.frame[: 4 + meta_len] + forged_meta.frame[4 + int.from_bytes(forged_meta.frame[:4], "big") :]
+    m = make_manifest(2, {2: honest.meta.chunk_hash}, objects={2: _frame_hash(honest.frame)})
+    v = _v(None, signer)
+    v.add_manifest(m.encode())
+    assert v.add_object(forged).reason is RejectReason.OBJECT_MISMATCH
+    assert v.add_object(honest.frame).verdict is Verdict.ACCEPTED
+    assert v.add_object(forged).reason is RejectReason.OBJECT_MISMATCH  # a later copy too, keyless
+    assert v.add_object(honest.frame).verdict is Verdict.DUPLICATE
+
+
+def test_keyless_with_only_a_version_1_manifest_is_unverifiable_not_blamed(
+    signer: Signer, seal: Seal, make_manifest: MakeManifest
+) -> None:
+    v = _v(None, signer)
+    o = seal(0)
+    v.add_manifest(make_manifest(0, {0: o.meta.chunk_hash}).encode())
+    d = v.add_object(o.frame)
+    assert d.reason is RejectReason.UNVERIFIABLE and d.reason not in PEER_FAULTS
+
+
+def test_min_signers_needs_that_many_distinct_trusted_signatures(
+    signer: Signer, other_signer: Signer, seal: Seal, make_manifest: MakeManifest
+) -> None:
+    v = Verifier(STREAM, None, trusted_signers=[signer.signer_id, other_signer.signer_id], min_signers=2)
+    o = seal(0)
+    commit = {0: _frame_hash(o.frame)}
+    one = make_manifest(0, {0: o.meta.chunk_hash}, objects=commit)
+    assert v.add_manifest(one.encode()).reason is RejectReason.TOO_FEW_SIGNERS
+    twice_same = Manifest(one.body, one.manifest_id, (*one.signatures, *one.signatures))
+    assert v.add_manifest(twice_same.encode()).reason is RejectReason.TOO_FEW_SIGNERS  # distinct signers
+    both = other_signer.cosign(one)
+    d = v.add_manifest(both.encode())
+    assert d.verdict is Verdict.ACCEPTED
+    assert v.add_object(o.frame).verdict is Verdict.ACCEPTED
+    with pytest.raises(ValueError, match="min_signers"):
+        Verifier(STREAM, None, trusted_signers=[signer.signer_id], min_signers=2)
 
 
 def test_retention_window_and_stale(stream_key: bytes, signer: Signer, seal: Seal, make_manifest: MakeManifest) -> None:

@@ -51,10 +51,13 @@ class RejectReason(StrEnum):
     CONFLICT = "conflict"  # a usable manifest contradicts an earlier usable manifest
     STALE = "stale"  # older than anything the verifier still remembers
     BUFFER_FULL = "buffer_full"  # dropped from the bounded pre-manifest buffer
+    OBJECT_MISMATCH = "object_mismatch"  # the frame is not the object a version-2 manifest commits to
+    UNVERIFIABLE = "unverifiable"  # a keyless verifier holds only a version-1 manifest: ciphertext uncheckable
+    TOO_FEW_SIGNERS = "too_few_signers"  # fewer distinct trusted signers than --min-signers
 
 
-#: Reasons that prove the *sender* served something false. The others (no manifest yet, buffer full,
-#: stale) are circumstance: they neither count against ``--max-invalid-chunks`` nor penalize a peer.
+#: Reasons that prove an object false. The others (no manifest yet, buffer full, stale, unverifiable)
+#: are circumstance: they neither count against ``--max-invalid-chunks`` nor penalize a peer.
 PEER_FAULTS = frozenset(
     {
         RejectReason.MALFORMED,
@@ -64,8 +67,15 @@ PEER_FAULTS = frozenset(
         RejectReason.BAD_PROOF,
         RejectReason.WRONG_STREAM,
         RejectReason.META_MISMATCH,
+        RejectReason.OBJECT_MISMATCH,
     }
 )
+#: The faults the sender itself could see in the frame, with no manifest and no key: charged to it.
+#: The rest of PEER_FAULTS are refuted only by a manifest or the key, which a carrier (a relay that
+#: forwards without verifying, or verifies without the key) may not have had: *upstream faults*,
+#: counted against the path they came by, never a reason to drop the peer (PROTOCOL.md §9).
+SENDER_FAULTS = frozenset({RejectReason.MALFORMED, RejectReason.TOO_LARGE, RejectReason.WRONG_STREAM})
+UPSTREAM_FAULTS = PEER_FAULTS - SENDER_FAULTS
 
 
 class IntegrityRejection(IntegrityError):
@@ -86,6 +96,8 @@ class IntegrityFormatError(IntegrityRejection):
 
 __all__ = [
     "PEER_FAULTS",
+    "SENDER_FAULTS",
+    "UPSTREAM_FAULTS",
     "IntegrityError",
     "IntegrityFormatError",
     "IntegrityRejection",

@@ -5,13 +5,19 @@ slot per index, each slot the hex BLAKE3 of that chunk or "" when the window pro
 body is hashed in canonical JSON to ``manifest_id``; Ed25519 signatures are over the 32 raw id bytes.
 Parsing here checks form only; :mod:`ec_node.integrity.verifier` applies the trust policy.
 PROTOCOL.md §6-§8.
+
+Version 2 bodies (``"version": 2``) also commit to each sealed object: ``object_hashes`` holds, per
+slot, the BLAKE3 of the whole object frame, under its own Merkle root ``object_root``, so a relay
+without the stream key can check every object byte for byte. They carry no ``created_unix_ms``: a
+version-2 body holds nothing particular to its leader, so independent leaders that saw the same
+broadcast sign byte-identical bodies (k-of-n, ECP-0022).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import blake3
@@ -49,6 +55,9 @@ BODY_FIELDS = frozenset(
         "chunk_hashes",
     }
 )
+#: Fields of a version-2 body: no per-leader time; object commitments.
+BODY_FIELDS_V2 = (BODY_FIELDS - {"created_unix_ms"}) | {"version", "object_hashes", "object_root"}
+MANIFEST_VERSION = 2  # what ec-node signs; version 1 (no "version" field) is still read
 ABSENT = ""  # slot value for an index whose window produced no chunk
 #: Metadata key of the signed link across index jumps (PROTOCOL.md §8): the index of the chunk the leader
 #: published just before this epoch's first present chunk, present only when the leader saw the stream
@@ -127,13 +136,16 @@ class ManifestBody:
     chunk_start_index: int
     encoder_profile_id: str
     merkle_root: str
-    created_unix_ms: int
+    created_unix_ms: int | None  # version 1 only (None in version 2)
     metadata: Mapping[str, Any] = field(default_factory=dict)
     chunk_hashes: tuple[str, ...] = ()
+    version: int = 1
+    object_hashes: tuple[str, ...] = ()  # version 2: BLAKE3 of each slot's object frame, "" where no chunk
+    object_root: str = ""  # version 2: Merkle root over object_hashes
 
     def to_json(self) -> dict[str, Any]:
         """JSON object form; its canonical encoding is what ``manifest_id`` hashes."""
-        return {
+        out: dict[str, Any] = {
             "stream_id": self.stream_id,
             "epoch_id": self.epoch_id,
             "chunk_duration_ms": self.chunk_duration_ms,
@@ -141,10 +153,14 @@ class ManifestBody:
             "chunk_start_index": self.chunk_start_index,
             "encoder_profile_id": self.encoder_profile_id,
             "merkle_root": self.merkle_root,
-            "created_unix_ms": self.created_unix_ms,
             "metadata": dict(self.metadata),
             "chunk_hashes": list(self.chunk_hashes),
         }
+        if self.version == 1:
+            out["created_unix_ms"] = self.created_unix_ms
+        else:
+            out.update(version=self.version, object_hashes=list(self.object_hashes), object_root=self.object_root)
+        return out
 
     def canonical_bytes(self) -> bytes:
         """Canonical JSON of the body: the bytes :meth:`compute_id` hashes."""
@@ -174,6 +190,12 @@ class ManifestBody:
             return None
         return self.chunk_hashes[chunk_index - self.chunk_start_index]
 
+    def object_slot(self, chunk_index: int) -> str | None:
+        """Version 2: hex BLAKE3 of the object frame committed at ``chunk_index`` ("" none); None in version 1."""
+        if not self.covers(chunk_index) or not self.object_hashes:
+            return None
+        return self.object_hashes[chunk_index - self.chunk_start_index]
+
     @classmethod
     def from_json(cls, obj: Any, limits: Limits = DEFAULT_LIMITS) -> ManifestBody:
         """Parse a body with exactly the known fields, checking types, bounds and slots; raises IntegrityFormatError."""
@@ -181,8 +203,12 @@ class ManifestBody:
         if not isinstance(obj, dict):
             raise IntegrityFormatError(f"{what}: expected a JSON object")
         keys = set(obj)
-        if keys != BODY_FIELDS:
-            extra, missing = sorted(keys - BODY_FIELDS), sorted(BODY_FIELDS - keys)
+        version = obj.get("version", 1)
+        if type(version) is not int or version not in (1, 2) or ("version" in obj and version == 1):
+            raise IntegrityFormatError(f"{what}: version must be absent (1) or the integer 2")
+        fields = BODY_FIELDS if version == 1 else BODY_FIELDS_V2
+        if keys != fields:
+            extra, missing = sorted(keys - fields), sorted(fields - keys)
             raise IntegrityFormatError(f"{what}: fields differ (unknown {extra}, missing {missing})")
         stream_id = get_str(obj, "stream_id", what, max_len=1024)
         if not is_valid_stream_id(stream_id):
@@ -203,6 +229,17 @@ class ManifestBody:
         for h in hashes:
             if not isinstance(h, str) or not (h == ABSENT or is_hex(h, 32)):
                 raise IntegrityFormatError(f"{what}: chunk_hashes entries must be 64 lowercase hex digits or ''")
+        objects: list[str] = []
+        object_root = ""
+        if version == 2:
+            objects = obj["object_hashes"]
+            if not isinstance(objects, list) or len(objects) != total or len(hashes) != total:
+                raise IntegrityFormatError(f"{what}: version 2 lists total_chunks chunk_hashes and object_hashes")
+            for h, o in zip(hashes, objects, strict=True):
+                if not isinstance(o, str) or not (o == ABSENT or is_hex(o, 32)) or (o == ABSENT) != (h == ABSENT):
+                    raise IntegrityFormatError(f"{what}: object_hashes must be 64 hex digits exactly where chunks are")
+            object_root = get_str(obj, "object_root", what)
+            check_hex(object_root, 32, f"{what}: object_root")
         metadata = obj["metadata"]
         if not isinstance(metadata, dict):
             raise IntegrityFormatError(f"{what}: field 'metadata' must be a JSON object")
@@ -217,9 +254,12 @@ class ManifestBody:
             chunk_start_index=start,
             encoder_profile_id=get_str(obj, "encoder_profile_id", what, max_len=256),
             merkle_root=root,
-            created_unix_ms=get_uint(obj, "created_unix_ms", what),
+            created_unix_ms=get_uint(obj, "created_unix_ms", what) if version == 1 else None,
             metadata=metadata,
             chunk_hashes=tuple(hashes),
+            version=version,
+            object_hashes=tuple(objects),
+            object_root=object_root,
         )
 
 
@@ -310,6 +350,8 @@ def check_manifest_body(manifest: Manifest) -> None:
         raise IntegrityRejection(RejectReason.BAD_MANIFEST_ID, "body does not hash to manifest_id")
     if body.chunk_hashes and merkle_root(list(body.chunk_hashes)) != body.merkle_root:
         raise IntegrityRejection(RejectReason.BAD_MERKLE_ROOT, "merkle_root does not match chunk_hashes")
+    if body.version >= 2 and merkle_root(list(body.object_hashes)) != body.object_root:
+        raise IntegrityRejection(RejectReason.BAD_MERKLE_ROOT, "object_root does not match object_hashes")
     epoch = parse_epoch_id(body.stream_id, body.epoch_id)
     if epoch is None or body.chunk_start_index != epoch * body.total_chunks:
         raise IntegrityRejection(
@@ -343,10 +385,15 @@ def build_epoch_body(
     *,
     chunk_duration_ms: int,
     encoder_profile_id: str,
-    created_unix_ms: int,
+    created_unix_ms: int | None = None,
     metadata: Mapping[str, Any] | None = None,
+    objects: Mapping[int, str] | None = None,
 ) -> ManifestBody:
-    """Body for ``epoch``: one slot per index of its window, "" where ``chunks`` has no entry."""
+    """Body for ``epoch``: one slot per index of its window, "" where ``chunks`` has no entry.
+
+    With ``objects`` (index -> hex BLAKE3 of the object frame, for the same indices as ``chunks``)
+    a version-2 body; else version 1, which needs ``created_unix_ms``.
+    """
     if epoch_chunks < 1:
         raise ValueError("epoch_chunks must be >= 1")
     start = epoch * epoch_chunks
@@ -359,7 +406,7 @@ def build_epoch_body(
             raise ValueError("chunk hashes must be 64 lowercase hex digits")
     meta = dict(metadata or {})
     _check_metadata(meta, "metadata")
-    return ManifestBody(
+    body = ManifestBody(
         stream_id=stream_id,
         epoch_id=epoch_id_for(stream_id, epoch),
         chunk_duration_ms=chunk_duration_ms,
@@ -370,6 +417,18 @@ def build_epoch_body(
         created_unix_ms=created_unix_ms,
         metadata=meta,
         chunk_hashes=slots,
+    )
+    if objects is None:
+        if created_unix_ms is None:
+            raise ValueError("a version-1 body needs created_unix_ms")
+        return body
+    if set(objects) != set(chunks):
+        raise ValueError("objects must list exactly the indices of chunks")
+    obj_slots = tuple(objects.get(start + k, ABSENT) for k in range(epoch_chunks))
+    if not all(h == ABSENT or is_hex(h, 32) for h in obj_slots):
+        raise ValueError("object hashes must be 64 lowercase hex digits")
+    return replace(
+        body, created_unix_ms=None, version=2, object_hashes=obj_slots, object_root=merkle_root(list(obj_slots))
     )
 
 
@@ -391,6 +450,7 @@ class EpochAssembler:
         encoder_profile_id: str,
         metadata: Mapping[str, Any] | None = None,
         max_gap_epochs: int = 64,
+        commit_objects: bool = False,
     ) -> None:
         if epoch_chunks < 1:
             raise ValueError("epoch_chunks must be >= 1")
@@ -400,8 +460,10 @@ class EpochAssembler:
         self.encoder_profile_id = encoder_profile_id
         self.metadata = dict(metadata or {})
         self.max_gap_epochs = max_gap_epochs
+        self.commit_objects = commit_objects  # True: version-2 bodies, each chunk with its object hash
         self._epoch: int | None = None
         self._slots: dict[int, str] = {}
+        self._objects: dict[int, str] = {}
 
     def _body(self, epoch: int, slots: Mapping[int, str], now_ms: int) -> ManifestBody:
         return build_epoch_body(
@@ -411,17 +473,23 @@ class EpochAssembler:
             slots,
             chunk_duration_ms=self.chunk_duration_ms,
             encoder_profile_id=self.encoder_profile_id,
-            created_unix_ms=now_ms,
+            created_unix_ms=None if self.commit_objects else now_ms,
             metadata=self.metadata,
+            objects={i: self._objects[i] for i in slots} if self.commit_objects else None,
         )
 
-    def add_chunk(self, chunk_index: int, chunk_hash: str, now_ms: int, *, intact: bool = True) -> list[ManifestBody]:
-        """Record a chunk; return bodies (in epoch order) for every epoch this closes.
+    def add_chunk(
+        self, chunk_index: int, chunk_hash: str, now_ms: int, *, intact: bool = True, object_hash: str | None = None
+    ) -> list[ManifestBody]:
+        """Record a chunk (with its object frame's hash when committing objects); return bodies (in
+        epoch order) for every epoch this closes.
 
         ``intact=False`` means the caller did not see the stream intact since its previous chunk
         (damage, a reconnect): epochs in between are then left unsigned rather than declared empty,
         since "no chunk here" would be a claim the leader cannot make.
         """
+        if self.commit_objects != (object_hash is not None):
+            raise ValueError("object_hash is required exactly when the assembler commits objects")
         ep = epoch_of(chunk_index, self.epoch_chunks)
         out: list[ManifestBody] = []
         if self._epoch is None:
@@ -438,14 +506,16 @@ class EpochAssembler:
                 log.warning("chunk index jumped %d epochs; not publishing empty manifests for them", gap)
             else:
                 out.extend(self._body(e, {}, now_ms) for e in range(self._epoch + 1, ep))
-            self._epoch, self._slots = ep, {}
+            self._epoch, self._slots, self._objects = ep, {}, {}
         old = self._slots.get(chunk_index)
         if old is not None and old != chunk_hash:
             raise ValueError(f"chunk {chunk_index} recorded twice with different hashes")
         self._slots[chunk_index] = chunk_hash
+        if object_hash is not None:
+            self._objects[chunk_index] = object_hash
         if chunk_index == (ep + 1) * self.epoch_chunks - 1:
             out.append(self._body(ep, self._slots, now_ms))
-            self._epoch, self._slots = ep + 1, {}
+            self._epoch, self._slots, self._objects = ep + 1, {}, {}
         return out
 
     def finish(self, now_ms: int) -> list[ManifestBody]:
@@ -453,12 +523,13 @@ class EpochAssembler:
         if self._epoch is None or not self._slots:
             return []
         body = self._body(self._epoch, self._slots, now_ms)
-        self._epoch, self._slots = self._epoch + 1, {}
+        self._epoch, self._slots, self._objects = self._epoch + 1, {}, {}
         return [body]
 
 
 __all__ = [
     "ABSENT",
+    "MANIFEST_VERSION",
     "EpochAssembler",
     "Manifest",
     "ManifestBody",

@@ -2,9 +2,11 @@
 
 "No manifests, no data": feed it manifest frames and object frames in any order; it answers each with
 a typed decision. An object is accepted only when it opens under the stream key, its plaintext hashes
-to its ``chunk_hash``, and a *usable* manifest (id matches body, a trusted signature verifies, right
-stream) lists that hash at its index (or its Merkle proof reaches that manifest's root). Objects that
-arrive before their manifest wait in a buffer bounded by count and bytes. PROTOCOL.md §9.
+to its ``chunk_hash``, and a *usable* manifest (id matches body, enough trusted signatures verify,
+right stream) lists that hash at its index (or its Merkle proof reaches that manifest's root) and,
+in version 2, commits to exactly that object frame. Without the key, the version-2 commitment is
+what checks the ciphertext. Objects that arrive before their manifest wait in a buffer bounded by
+count and bytes. PROTOCOL.md §9.
 """
 
 from __future__ import annotations
@@ -135,13 +137,19 @@ class Verifier:
         limits: Limits = DEFAULT_LIMITS,
         require_manifest: bool = True,
         keep_plaintext: bool = True,
+        min_signers: int = 1,
     ) -> None:
         if max_retained_slots < limits.max_manifest_chunks:
             raise ValueError("max_retained_slots must be >= limits.max_manifest_chunks")
+        if min_signers < 1:
+            raise ValueError("min_signers must be >= 1")
         self.stream_id = stream_id
         self._cipher = StreamCipher(stream_id, stream_key) if stream_key is not None else None
         self._trusted: set[str] = {parse_signer_id(s) for s in trusted_signers}
-        self._tofu = trust_on_first_use and not self._trusted
+        self._tofu = trust_on_first_use and not self._trusted and min_signers == 1
+        if min_signers > 1 and min_signers > len(self._trusted):
+            raise ValueError(f"min_signers {min_signers} needs at least that many trusted signers")
+        self.min_signers = min_signers
         self.max_pending_objects = max_pending_objects
         self.max_pending_bytes = max_pending_bytes
         self.max_pending_per_source = max_pending_per_source  # None: no per-source share
@@ -245,9 +253,16 @@ class Verifier:
         if not valid:
             return self._reject_manifest(manifest, RejectReason.BAD_SIGNATURE, "no signature verifies")
         pinned: str | None = None
-        if not self._tofu and not any(s in self._trusted for s in valid):
+        trusted = [s for s in valid if s in self._trusted]
+        if not self._tofu and not trusted:
             return self._reject_manifest(
                 manifest, RejectReason.UNTRUSTED_SIGNER, f"signed only by untrusted {', '.join(valid)}"
+            )
+        if not self._tofu and len(trusted) < self.min_signers:
+            return self._reject_manifest(
+                manifest,
+                RejectReason.TOO_FEW_SIGNERS,
+                f"{len(trusted)} trusted signer(s) of the {self.min_signers} required: {', '.join(trusted)}",
             )
         if body.end_index <= self._floor:
             return self._reject_manifest(manifest, RejectReason.STALE, "manifest window already forgotten")
@@ -430,8 +445,14 @@ class Verifier:
         body = manifest.body
         reason: RejectReason | None = None
         detail = ""
+        committed = body.object_slot(idx)
         if meta.epoch_id != body.epoch_id or meta.chunk_duration_ms != body.chunk_duration_ms:
             reason, detail = RejectReason.META_MISMATCH, "epoch_id / chunk_duration_ms differ from the manifest"
+        elif committed and blake3.blake3(raw).hexdigest() != committed:
+            reason, detail = RejectReason.OBJECT_MISMATCH, "the frame is not the object the manifest commits to"
+        elif committed is None and self._cipher is None and body.slot(idx):
+            # version 1 commits to the plaintext only: without the key nothing checks these bytes
+            reason, detail = RejectReason.UNVERIFIABLE, "a version-1 manifest cannot vouch for ciphertext keylessly"
         elif meta.chunk_proof is not None and not (
             meta.chunk_proof.leaf_index == idx - body.chunk_start_index
             and meta.chunk_proof.leaf_count == body.total_chunks
@@ -476,6 +497,11 @@ class Verifier:
         expected = self.expected_hash(idx)
         if expected is not None and meta.chunk_hash != expected:
             return self._reject_object(idx, RejectReason.HASH_MISMATCH, f"object {idx}: hash differs from the manifest")
+        manifest = self._cover.get(idx)
+        if manifest is not None and manifest.body.object_slot(idx):
+            # the accepted copy matched the commitment, so this other ciphertext cannot (keyless too)
+            detail = f"object {idx}: not the object the manifest commits to"
+            return self._reject_object(idx, RejectReason.OBJECT_MISMATCH, detail)
         if self._cipher is not None:
             # sealing is deterministic (the nonce derives from index and plaintext hash): other
             # ciphertext for an accepted chunk cannot be genuine
@@ -505,6 +531,8 @@ def _consistent(old: Manifest, new: Manifest, i: int) -> bool:
     """Two usable manifests agree about index ``i``."""
     a, b = old.body, new.body
     if a.epoch_id != b.epoch_id or a.chunk_duration_ms != b.chunk_duration_ms:
+        return False
+    if a.object_hashes and b.object_hashes and a.object_slot(i) != b.object_slot(i):
         return False
     if a.chunk_hashes and b.chunk_hashes:
         return a.slot(i) == b.slot(i)
