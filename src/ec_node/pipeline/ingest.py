@@ -352,25 +352,54 @@ def open_source(spec: str, duration_s: float | None = None) -> Iterator[bytes]:
     return open_hdhr(s.host, s.channel, duration_s)
 
 
-def pace_by_pcr(reads: Iterable[bytes], speed: float = 1.0, piece: int = 64 * 1024) -> Iterator[bytes]:
+class PcrPacer:
+    """When each piece of a stream may go, so that its PCR clock runs at ``speed`` times real time (pure).
+
+    The first PCR fed anchors the clock at the time it was fed: a piece whose media time is ``m``
+    seconds after that PCR is due ``m / speed`` seconds after it. Where the PCR clock jumps (a loop
+    or a splice, by :mod:`ec_node.ts.pcr`'s rule) the anchor starts over. Nothing is anchored before
+    the first piece is fed, so pacing starts when its caller starts feeding (ingest), not before.
+    """
+
+    def __init__(self, speed: float = 1.0) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.speed = speed
+        self.clock = PcrClock()
+        self._epoch = 0
+        self._anchor = 0.0
+
+    def wait_s(self, data: bytes, now: float) -> float:
+        """Take the next piece at ``now``; seconds to wait before releasing it (0: at once)."""
+        self.clock.feed(data)
+        if self.clock.epochs != self._epoch:
+            self._epoch, self._anchor = self.clock.epochs, now
+        if not self._epoch:
+            return 0.0  # no PCR yet: nothing to pace by
+        return max(0.0, self._anchor + self.clock.epoch_seconds / self.speed - now)
+
+
+def pace_by_pcr(
+    reads: Iterable[bytes],
+    speed: float = 1.0,
+    piece: int = 64 * 1024,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[bytes]:
     """Release bytes no faster than the stream's own PCR clock (``--realtime`` for files).
 
-    Reads are cut into ``piece``-byte parts so a large read is not released in one burst. Where
-    the PCR clock jumps (a loop or a splice, by :mod:`ec_node.ts.pcr`'s rule) pacing starts over.
+    Reads are cut into ``piece``-byte parts so a large read is not released in one burst. A
+    generator: its clock starts at the first ``next()``, so wrap exactly what is to be paced, when
+    it is to be paced (the publisher paces ingest, not the probe of the stream's head before it).
     """
-    clock = PcrClock()
-    epoch = 0
-    t0 = 0.0
+    pacer = PcrPacer(speed)
     for read in reads:
         for i in range(0, len(read), piece):
             data = read[i : i + piece]
-            clock.feed(data)
-            if clock.epochs != epoch:
-                epoch, t0 = clock.epochs, time.monotonic()
-            if epoch:
-                delay = t0 + clock.epoch_seconds / speed - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+            delay = pacer.wait_s(data, clock())
+            if delay > 0:
+                sleep(delay)
             yield data
 
 
@@ -386,4 +415,5 @@ __all__ = [
     "ReconnectPlan",
     "ReconnectPolicy",
     "pace_by_pcr",
+    "PcrPacer",
 ]

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -116,9 +118,7 @@ async def run_publish(
     name = "stdin" if cfg.input == "-" else cfg.input
     device_id = await asyncio.to_thread(_hdhr_device_id, cfg.input)
     reads = await asyncio.to_thread(open_source, cfg.input, cfg.duration_s)
-    if cfg.realtime:
-        reads = pace_by_pcr(reads)
-    head = await asyncio.to_thread(probe_head, reads, cfg.chunk_ms, name)
+    head = await asyncio.to_thread(probe_head, reads, cfg.chunk_ms, name)  # not paced: pacing is ingest's
     stream_id = derive_stream_id(identity_of(head.info), _source_hint(cfg.input, device_id), explicit=cfg.stream_id)
     broadcast = stream_id if cfg.broadcast is None else cfg.broadcast
     core = PublishCore(
@@ -148,7 +148,8 @@ async def run_publish(
 
         if cfg.startup_delay_ms and await _wait(stop, cfg.startup_delay_ms / 1000):
             return
-        await _ingest(core, writers, head.head, reads, cfg.chunk_ms, name, stop, out if cfg.json else None)
+        ingest = ingest_reads(head.head, reads, realtime=cfg.realtime)
+        await _ingest(core, writers, ingest, cfg.chunk_ms, name, stop, out if cfg.json else None)
         log.info(
             "input ended: %d chunks, %d objects, %d manifests, %d damaged chunks dropped",
             core.stats.chunks,
@@ -178,11 +179,29 @@ async def _wait(stop: asyncio.Event, seconds: float) -> bool:
         return False
 
 
+def ingest_reads(
+    head: list[bytes],
+    rest: Iterator[bytes],
+    *,
+    realtime: bool,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[bytes]:
+    """What ingest reads: the probed head, then the rest of the source; with ``--realtime`` paced by its
+    PCR from the first byte ingest takes.
+
+    Why here and not around the probe: the probe (and ``--startup-delay-ms``, and setting up the
+    listener) come before ingest. A clock started with the probe counts that time as media already
+    due, so when ingest began it released that much media at once.
+    """
+    reads = itertools.chain(head, rest)
+    return pace_by_pcr(reads, clock=clock, sleep=sleep) if realtime else reads
+
+
 async def _ingest(
     core: PublishCore,
     writers: dict[str, TrackWriter],
-    head: list[bytes],
-    reads: Any,
+    reads: Iterator[bytes],
     chunk_ms: int,
     name: str,
     stop: asyncio.Event,
@@ -201,8 +220,6 @@ async def _ingest(
             if events is not None:
                 emit_json(events, progress)
 
-    for data in head:
-        apply(chunker.feed(data))
     async for data in iterate_in_thread(reads):
         apply(chunker.feed(data))
         if stop.is_set():
