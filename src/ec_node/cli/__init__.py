@@ -19,7 +19,7 @@ from ec_node.cli.exits import documents_exits, error_line, exit_code_for
 from ec_node.errors import ExitCode
 
 #: The command modules of this package, in registration order; each exports ``COMMANDS``.
-COMMAND_MODULES = ("chunk", "media", "hdhr", "keys", "moq", "demo", "relay", "channels")
+COMMAND_MODULES = ("chunk", "media", "hdhr", "keys", "moq", "demo", "relay", "channels", "node")
 
 
 class _Root(click.Group):
