@@ -27,6 +27,7 @@ COMMANDS = {
     "demo",
     "relay",
     "channels",
+    "node",
 }
 
 
