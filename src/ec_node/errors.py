@@ -35,6 +35,7 @@ class ExitCode(IntEnum):
     INTEGRITY = 8, "integrity (more objects rejected than --max-invalid-chunks)"
     ENDED_EARLY = 9, "ended early (before --stop-after)"
     MANIFEST_TIMEOUT = 10, "manifest timeout (no usable manifest for --manifest-timeout: leader gone or untrusted)"
+    INCOMPLETE = 11, "stream ended with chunks missing (the end event's missing; nothing unverified was written)"
 
 
 class EcError(Exception):

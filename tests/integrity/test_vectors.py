@@ -9,6 +9,7 @@ import blake3
 import pytest
 
 from ec_node.integrity.aead import ENC_KEY_CONTEXT, NONCE_KEY_CONTEXT, StreamCipher, object_aad
+from ec_node.integrity.errors import RejectReason
 from ec_node.integrity.keys import derive_stream_key, signer_id_of, signing_key_from_seed
 from ec_node.integrity.manifest import build_epoch_body, epoch_id_for, epoch_of, parse_manifest, sign_manifest
 from ec_node.integrity.merkle import MerkleProof, merkle_proof, merkle_root, verify_proof
@@ -33,7 +34,7 @@ def _vectors() -> dict[str, dict[str, str]]:
 @pytest.fixture(scope="module")
 def vec() -> dict[str, dict[str, str]]:
     v = _vectors()
-    assert set(v) == {"key-derivation", "sealed-object", "signed-manifest", "merkle-proof"}
+    assert set(v) == {"key-derivation", "sealed-object", "signed-manifest", "manifest-v2", "merkle-proof"}
     return v
 
 
@@ -94,6 +95,36 @@ def test_signed_manifest(vec: dict[str, dict[str, str]]) -> None:
     ver = Verifier(sid, derive_stream_key(sid, bytes.fromhex(o["network_secret"])), trusted_signers=[v["signer_id"]])
     assert ver.add_manifest(v["manifest_json"].encode()).verdict is Verdict.ACCEPTED
     assert ver.add_object(bytes.fromhex(o["frame"])).verdict is Verdict.ACCEPTED
+
+
+def test_manifest_v2_two_signers(vec: dict[str, dict[str, str]]) -> None:
+    v, o, first = vec["manifest-v2"], vec["sealed-object"], vec["signed-manifest"]
+    k1 = signing_key_from_seed(bytes.fromhex(v["signing_seed"]))
+    k2 = signing_key_from_seed(bytes.fromhex(v["second_seed"]))
+    assert (signer_id_of(k1), signer_id_of(k2)) == (first["signer_id"], v["second_signer_id"])
+    frame = bytes.fromhex(o["frame"])
+    assert blake3.blake3(frame).hexdigest() == v["object_hash"]
+    sid = o["stream_id"]
+    body = build_epoch_body(
+        sid,
+        5,
+        1,
+        {5: o["chunk_hash"]},
+        chunk_duration_ms=2000,
+        encoder_profile_id="passthrough",
+        metadata={"title": "WSYN-HD 7.1"},
+        objects={5: v["object_hash"]},
+    )
+    assert body.canonical_bytes().decode() == v["body_json"]
+    m = sign_manifest(body, k1, k2)
+    assert (m.manifest_id, m.encode().decode()) == (v["manifest_id"], v["manifest_json"])
+    assert parse_manifest(v["manifest_json"].encode()) == m
+    trusted = [first["signer_id"], v["second_signer_id"]]
+    both = Verifier(sid, None, trusted_signers=trusted, min_signers=2)  # keyless: the commitment checks
+    assert both.add_manifest(m.encode()).verdict is Verdict.ACCEPTED
+    assert both.add_object(frame).verdict is Verdict.ACCEPTED
+    alone = Verifier(sid, None, trusted_signers=trusted, min_signers=2)
+    assert alone.add_manifest(sign_manifest(body, k1).encode()).reason is RejectReason.TOO_FEW_SIGNERS
 
 
 def test_merkle(vec: dict[str, dict[str, str]]) -> None:

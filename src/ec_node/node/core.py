@@ -127,6 +127,7 @@ class NodeCore:
         self.written = 0
         self.served = 0
         self.manifests = 0
+        self.missing = 0  # chunk indices given up on (gaps) or listed by manifests but never received
         self.served_by: Counter[str] = Counter()
         self.done: Exit | None = None
         self.finished = False  # relay: tracks finished after the upstream ended
@@ -266,6 +267,9 @@ class NodeCore:
             pending_bytes=v.pending_bytes,
             rejected_by_reason=dict(self.ledger.by_reason),
             peers=peers,
+            missing=self.missing,
+            peers_dropped=sorted(self.ledger.dropped),
+            upstream_faults=dict(self.ledger.upstream),
         )
 
     @property
@@ -329,9 +333,9 @@ class NodeCore:
     def _reject(self, index: int | None, reason: RejectReason, detail: str, peer: str, out: list[Output]) -> None:
         peer = peer or UNKNOWN_PEER
         c = self.ledger.charge(peer, reason)
-        out.append(ObjectRejected(index, reason.value, detail, peer, c.fault))
-        if c.fault and index is not None:
-            self._note_lie(index, peer)
+        out.append(ObjectRejected(index, reason.value, detail, peer, c.fault, c.upstream))
+        if (c.fault or c.upstream) and index is not None:
+            self._note_lie(index, peer)  # whoever lied, this peer's copy of that index is false
         if c.drop:
             limit = self.ledger.max_rejections
             assert limit is not None
@@ -532,6 +536,7 @@ class NodeCore:
         items, holes = self._reorder.release(now, s.reorder_s, self._known_absent, final=final)
         for h in holes:
             log.warning("chunks %d..%d never arrived; moving on", h.first, h.last)
+            self.missing += h.last - h.first + 1
             out.append(Gap(h.first, h.last))
         for index, held in items:
             if held.data is not None and (s.stop_after is None or self.written < s.stop_after):
@@ -634,11 +639,18 @@ class NodeCore:
         if v.pending_count:
             self._dropped(v.drop_pending(), out)
         self._release(now, out, final=True)
+        tail = self._listed_tail()  # vouched for, fetched once at the end, and still not here
+        if tail:
+            self.missing += len(tail)
+            out.append(Gap(tail[0], tail[-1], reason="listed by a manifest, never received"))
         if s.exits_at_end:
-            if s.stop_after is None:
-                self._exit(ExitCode.OK, "stream ended", out)
-            elif self.written >= s.stop_after:
+            if s.stop_after is not None and self.written >= s.stop_after:
                 self._exit(ExitCode.OK, f"--stop-after {s.stop_after} reached", out)
+            elif self.missing:
+                why = f"stream ended with {self.missing} chunk(s) missing"
+                self._exit(ExitCode.INCOMPLETE, f"{why} ({self.written} segments written)", out)
+            elif s.stop_after is None:
+                self._exit(ExitCode.OK, "stream ended", out)
             else:
                 self._exit(ExitCode.ENDED_EARLY, f"stream ended after {self.written} of {s.stop_after} segments", out)
             return

@@ -218,7 +218,8 @@ class UntrustedSigner(Report):
 
 @dataclass(frozen=True)
 class ObjectRejected(Report):
-    """An object was not accepted; ``peer_fault`` says whether it proves its sender lied."""
+    """An object was not accepted; ``peer_fault``: it proves its sender lied (charged);
+    ``upstream_fault``: it is refuted, but the peer may only have carried it (counted, not charged)."""
 
     event: ClassVar[str] = "rejected"
     level: ClassVar[str] = "warning"
@@ -227,6 +228,7 @@ class ObjectRejected(Report):
     detail: str
     peer: str
     peer_fault: bool
+    upstream_fault: bool = False
 
 
 @dataclass(frozen=True)
@@ -299,6 +301,9 @@ class Status(Report):
     pending_bytes: int
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     peers: dict[str, str] = field(default_factory=dict)
+    missing: int = 0  # chunk indices given up on or listed but never received
+    peers_dropped: list[str] = field(default_factory=list)
+    upstream_faults: dict[str, int] = field(default_factory=dict)  # refuted objects by the peer they came via
 
 
 Output = WriteSegment | ServeGroup | FinishTrack | Fetch | Reconnect | ClosePeer | Exit | Report

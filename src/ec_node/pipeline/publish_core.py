@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 
-from ec_node.integrity.aead import StreamCipher, chunk_hash
+import blake3
+
+from ec_node.integrity.aead import StreamCipher
 from ec_node.integrity.frames import CHUNKS_TRACK, MANIFESTS_TRACK
 from ec_node.integrity.manifest import PREV_CHUNK_KEY, EpochAssembler, ManifestBody, epoch_id_for, epoch_of
 from ec_node.integrity.objects import seal_object
@@ -75,6 +77,7 @@ class PublishCore:
                 chunk_duration_ms=chunk_ms,
                 encoder_profile_id=ENCODER_PROFILE_ID,
                 metadata=metadata,
+                commit_objects=True,  # version-2 manifests: keyless relays can check every object
             )
             if signer is not None
             else None
@@ -119,23 +122,23 @@ class PublishCore:
         self.stats.chunks += 1
         self.stats.bytes_in += len(chunk.data)
         epoch = epoch_of(chunk.index, self.epoch_chunks)
-        sealed = None
-        if self.publish_chunks:
-            sealed = seal_object(
-                self.cipher,
-                chunk.index,
-                chunk.data,
-                epoch_id=epoch_id_for(self.stream_id, epoch),
-                chunk_duration_ms=self.chunk_ms,  # the nominal window, as in the manifest; real length is in the bytes
-            )
-            digest = sealed.meta.chunk_hash
-        else:  # a manifests-only leader needs the hash, not the ciphertext
-            digest = chunk_hash(chunk.data).hex()
+        # a manifests-only leader seals too: its manifests commit to the exact object frame, which
+        # sealing makes deterministic (every honest publisher's frame is byte-identical)
+        sealed = seal_object(
+            self.cipher,
+            chunk.index,
+            chunk.data,
+            epoch_id=epoch_id_for(self.stream_id, epoch),
+            chunk_duration_ms=self.chunk_ms,  # the nominal window, as in the manifest; real length is in the bytes
+        )
         out: list[GroupWrite] = []
         if self._epochs is not None and self.signer is not None:
-            for body in self._epochs.add_chunk(chunk.index, digest, now_ms, intact=intact):
+            object_hash = blake3.blake3(sealed.frame).hexdigest()
+            for body in self._epochs.add_chunk(
+                chunk.index, sealed.meta.chunk_hash, now_ms, intact=intact, object_hash=object_hash
+            ):
                 out.append(self._manifest(body))
-        if sealed is not None:
+        if self.publish_chunks:
             out.append(GroupWrite(CHUNKS_TRACK, chunk.index, sealed.frame))
             self.stats.objects += 1
         return out

@@ -98,8 +98,9 @@ async def run_subscribe(
         await output.close()
         st = pull.core.status()
         report.emit({"event": "end", "exit_code": int(code), "reason": reason, "segments": st.segments,
-                     "rejected": st.rejected, "dropped": st.dropped, "manifests": st.manifests,
-                     "rss_mb": rss_mb()})  # fmt: skip
+                     "missing": st.missing, "rejected": st.rejected, "discarded": st.dropped,
+                     "peers_dropped": st.peers_dropped, "upstream_faults": st.upstream_faults,
+                     "manifests": st.manifests, "rss_mb": rss_mb()})  # fmt: skip
         log.info("done: %s (%d segments, %d rejected)", reason, st.segments, st.rejected)
     finally:
         output.release()
