@@ -432,14 +432,15 @@ def _device(t: _Table, text: str) -> str:
 
 def _checked(cfg: NodeConfig, err: Callable[[str], ConfigFileError]) -> NodeConfig:
     """What no single channel can see: names, guide numbers, folders and ports used twice."""
-    seen: dict[tuple[str, str], str] = {}
+    seen: dict[tuple[str, str], tuple[int, str]] = {}
 
     def claim(kind: str, value: str, who: str, what: str) -> None:
-        other = seen.setdefault((kind, value), who)
-        if other != who:
-            raise err(f"{who}: {what}: {value} is also {other}'s; give each its own")
+        key = (i, who)
+        other = seen.setdefault((kind, value), key)
+        if other != key:
+            raise err(f"{who}: {what}: {value} is also {other[1]}'s; give each its own")
 
-    for c in cfg.channels:
+    for i, c in enumerate(cfg.channels):
         who = f"channel {c.name!r}"
         claim("name", c.name, who, "name")
         if c.guide_number is not None and c.publishes:
@@ -454,6 +455,7 @@ def _checked(cfg: NodeConfig, err: Callable[[str], ConfigFileError]) -> NodeConf
                                 ("watch_http", c.watch_http, "watch" in c.roles)):  # fmt: skip
             if used and addr is not None and not addr.endswith(":0"):
                 claim("port", addr, f"{who} ({key})", key)
+    i = -1
     if cfg.http is not None and not cfg.http.endswith(":0"):
         claim("port", cfg.http, "[node] (http)", "http")
     return cfg
