@@ -434,7 +434,7 @@ def _checked(cfg: NodeConfig, err: Callable[[str], ConfigFileError]) -> NodeConf
     """What no single channel can see: names, guide numbers, folders and ports used twice."""
     seen: dict[tuple[str, str], tuple[int, str]] = {}
 
-    def claim(kind: str, value: str, who: str, what: str) -> None:
+    def claim(i: int, kind: str, value: str, who: str, what: str) -> None:
         key = (i, who)
         other = seen.setdefault((kind, value), key)
         if other != key:
@@ -442,22 +442,21 @@ def _checked(cfg: NodeConfig, err: Callable[[str], ConfigFileError]) -> NodeConf
 
     for i, c in enumerate(cfg.channels):
         who = f"channel {c.name!r}"
-        claim("name", c.name, who, "name")
+        claim(i, "name", c.name, who, "name")
         if c.guide_number is not None and c.publishes:
-            claim("guide", c.guide_number, who, "guide_number")
+            claim(i, "guide", c.guide_number, who, "guide_number")
         if c.publishes:
-            claim("dir", str(c.identity), f"{who} (publisher)", "identity")
+            claim(i, "dir", str(c.identity), f"{who} (publisher)", "identity")
         if "relay" in c.roles:
-            claim("dir", str(c.relay_identity), f"{who} (relay)", "relay_identity")
+            claim(i, "dir", str(c.relay_identity), f"{who} (relay)", "relay_identity")
         if "watch" in c.roles:
-            claim("out", str(c.output_dir), who, "output_dir")
+            claim(i, "out", str(c.output_dir), who, "output_dir")
         for key, addr, used in (("listen", c.listen, c.publishes), ("relay_listen", c.relay_listen, "relay" in c.roles),
                                 ("watch_http", c.watch_http, "watch" in c.roles)):  # fmt: skip
             if used and addr is not None and not addr.endswith(":0"):
-                claim("port", addr, f"{who} ({key})", key)
-    i = -1
+                claim(i, "port", addr, f"{who} ({key})", key)
     if cfg.http is not None and not cfg.http.endswith(":0"):
-        claim("port", cfg.http, "[node] (http)", "http")
+        claim(-1, "port", cfg.http, "[node] (http)", "http")
     return cfg
 
 

@@ -40,6 +40,8 @@ from ec_node.transport.addr import parse_host_port
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 10.0  # a channel's tasks get this long to finish their tracks before they are cancelled
+#: pipeline events the node passes on (``--json``), tagged with their channel and role
+FORWARDED = frozenset({"segment", "rejected", "gap", "untrusted_signer", "peer_dropped"})
 FILE_LINGER_MS = 10_000  # a file channel keeps serving this long after its input ends (its watcher catches up)
 
 
@@ -99,7 +101,9 @@ class NodeOptions:
 class ChannelRun:
     """One run of one channel's tasks, until they end, fail or are stopped."""
 
-    def __init__(self, spec: ChannelSpec, status: ChannelStatus, signers: dict[Path, str], emit: Emit) -> None:
+    def __init__(
+        self, spec: ChannelSpec, status: ChannelStatus, signers: dict[Path, str], emit: Callable[..., None]
+    ) -> None:
         self.spec = spec
         self.status = status
         self.signers = signers
@@ -119,8 +123,10 @@ class ChannelRun:
                 startup.set_result(ev)
             if self.status.apply(role, ev) is not None:
                 self.emit({"event": "live", "channel": self.spec.name, "role": role})
-            if ev.get("event") == "untrusted_signer":
-                log.warning("channel %s (%s): manifests signed by an untrusted signer", self.spec.name, role)
+            kind = ev.get("event")
+            if kind in FORWARDED:
+                level = logging.WARNING if kind in ("untrusted_signer", "gap") else logging.DEBUG
+                self.emit({**ev, "channel": self.spec.name, "role": role}, level)
 
         return cast(TextIO, EventSink(on_event, f"channel {self.spec.name} {role}"))
 
@@ -324,9 +330,6 @@ class ChannelRun:
             return Outcome.FAILED, " ".join(str(e).split())
         log.error("channel %s: internal error", self.spec.name, exc_info=e)
         return Outcome.FAILED, f"internal error: {type(e).__name__}: {e}"
-
-
-Emit = Callable[[dict[str, Any]], None]
 
 
 class HomeNode:
