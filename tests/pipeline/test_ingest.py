@@ -144,6 +144,31 @@ def test_reconnecting_gives_up_when_reconnects_send_nothing() -> None:
         next(it)
 
 
+def test_a_stop_before_the_cut_ends_reconnecting_without_a_reconnect() -> None:
+    stop = threading.Event()
+    opened: list[float | None] = []
+    it = reconnecting(_Conn([b"x"]).connection(), lambda r: opened.append(r) or _Conn([]).connection(),
+                      what="src", policy=ReconnectPolicy(backoff_s=3600.0), stop=stop)  # fmt: skip
+    assert next(it) == b"x"
+    stop.set()  # SIGINT: then the device cuts the stream
+    assert list(it) == [] and opened == []  # no hour-long backoff, no reopen, no "gave up" (exit 4)
+
+
+def test_a_stop_during_failing_reconnects_ends_them_quietly() -> None:
+    stop = threading.Event()
+    opened: list[float | None] = []
+
+    def reopen(request_s: float | None) -> Connection:
+        opened.append(request_s)
+        stop.set()  # SIGINT arrives while this reconnect fails
+        raise UnreachableError("refused")
+
+    it = reconnecting(_Conn([b"x"]).connection(), reopen, what="src", policy=FAST, stop=stop)
+    assert next(it) == b"x"
+    assert list(it) == []  # without the stop: FAST.max_attempts reopens, then UnreachableError
+    assert len(opened) == 1
+
+
 # -- files never reconnect ------------------------------------------------------------------------
 
 

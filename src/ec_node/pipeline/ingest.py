@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -170,17 +171,27 @@ def reconnecting(
     duration_s: float | None = None,
     policy: ReconnectPolicy | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    stop: threading.Event | None = None,
 ) -> Iterator[bytes]:
     """Bytes of ``first`` and then of each reopened connection until the duration is delivered.
 
     Each reopen asks for the seconds still owed. What the device sends after a reconnect does
     not continue the old bytes: the chunker sees the splice, drops the chunk(s) touching it and
     numbers later chunks from their own PTS, so the gap shows downstream as a discontinuity.
+    ``stop`` (SIGINT/SIGTERM, from the shell) ends it quietly, at once if it comes during a backoff.
     """
     plan = ReconnectPlan(duration_s, policy or ReconnectPolicy())
     limit = plan.policy.max_attempts
     conn: Connection | None = first
     last_error: EcError | None = None
+
+    def backoff(delay_s: float) -> bool:
+        """Wait before the next attempt; True if told to stop meanwhile."""
+        if stop is None:
+            sleep(delay_s)
+            return False
+        return stop.wait(delay_s)
+
     try:
         while True:
             if conn is None:  # the last reopen raised
@@ -220,7 +231,9 @@ def reconnecting(
                 if last_error is None:
                     raise UnreachableError(f"{what}: gave up after {limit} reconnects that sent nothing")
                 raise type(last_error)(f"{what}: gave up after {limit} failed reconnects: {last_error}")
-            sleep(nxt.delay_s)
+            if backoff(nxt.delay_s):
+                log.info("%s: stopped while reconnecting", what)
+                return
             try:
                 conn = reopen(nxt.request_s)
             except EcError as e:
@@ -237,7 +250,11 @@ def _hdhr_connection(stream: HdhrStream) -> Connection:
 
 
 def open_hdhr(
-    host: str, channel: str, duration_s: float | None = None, policy: ReconnectPolicy | None = None
+    host: str,
+    channel: str,
+    duration_s: float | None = None,
+    policy: ReconnectPolicy | None = None,
+    stop: threading.Event | None = None,
 ) -> Iterator[bytes]:
     """A tuner's stream, reopened (busy retries included) whenever the device ends it early.
 
@@ -254,13 +271,7 @@ def open_hdhr(
         whole = None if request_s is None else max(1, math.floor(request_s))
         return _hdhr_connection(client.open_stream(channel, whole))
 
-    return reconnecting(
-        first,
-        reopen,
-        what=what,
-        duration_s=duration_s,
-        policy=policy,
-    )
+    return reconnecting(first, reopen, what=what, duration_s=duration_s, policy=policy, stop=stop)
 
 
 def _open_url(
@@ -328,28 +339,33 @@ def _open_url(
     )
 
 
-def read_url(url: str, duration_s: float | None = None, policy: ReconnectPolicy | None = None) -> Iterator[bytes]:
+def read_url(
+    url: str,
+    duration_s: float | None = None,
+    policy: ReconnectPolicy | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[bytes]:
     """An HTTP(S) TS stream, reopened when a live (close-delimited) body ends early.
 
     ``duration_s`` is enforced here by the wall clock, across reconnects.
     """
     first = _open_url(url, duration_s)
     return reconnecting(
-        first, lambda request_s: _open_url(url, request_s), what=url, duration_s=duration_s, policy=policy
+        first, lambda request_s: _open_url(url, request_s), what=url, duration_s=duration_s, policy=policy, stop=stop
     )
 
 
-def open_source(spec: str, duration_s: float | None = None) -> Iterator[bytes]:
-    """Bytes of the source, as they arrive. Live sources (hdhr, URL) reconnect when cut."""
+def open_source(spec: str, duration_s: float | None = None, stop: threading.Event | None = None) -> Iterator[bytes]:
+    """Bytes of the source, as they arrive. Live sources (hdhr, URL) reconnect when cut, until ``stop``."""
     s = parse_source(spec)
     if s.kind == "stdin":
         return read_stdin()
     if s.kind == "file":
         return read_file(Path(s.locator))
     if s.kind == "url":
-        return read_url(s.locator, duration_s)
+        return read_url(s.locator, duration_s, stop=stop)
     assert s.host is not None and s.channel is not None
-    return open_hdhr(s.host, s.channel, duration_s)
+    return open_hdhr(s.host, s.channel, duration_s, stop=stop)
 
 
 class PcrPacer:

@@ -12,6 +12,7 @@ import functools
 import itertools
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from ec_node.errors import UsageError
 from ec_node.integrity.keys import derive_stream_key, parse_network_secret
 from ec_node.integrity.signer import Signer
 from ec_node.integrity.stream_id import SourceHint, derive_stream_id, validate_stream_id
-from ec_node.pipeline.aio import emit_json, install_stop_signals, iterate_in_thread
+from ec_node.pipeline.aio import emit_json, install_stop_signals, iterate_in_thread, run_stoppable, thread_stop
 from ec_node.pipeline.channels import check_broadcast_flag
 from ec_node.pipeline.identify import identity_of
 from ec_node.pipeline.ingest import open_source, pace_by_pcr, parse_source
@@ -115,10 +116,31 @@ async def run_publish(
     if stop is None:  # a caller that passes its own stop event (the home node) owns the signals
         stop = asyncio.Event()
         install_stop_signals(stop)
+    async with thread_stop(stop) as halt:  # a stop also ends a tuner's reconnect backoff in its thread
+        await _publish(cfg, out, transport, stop, halt, signer, secret)
+
+
+async def _publish(
+    cfg: PublishConfig,
+    out: TextIO,
+    transport: Transport | None,
+    stop: asyncio.Event,
+    halt: threading.Event,
+    signer: Signer | None,
+    secret: bytes,
+) -> None:
+    """run_publish once the flags are checked. Each blocking step before ingest (asking the device, tuning
+    with its busy retries, probing the head while a cut stream reconnects) gives way to a stop signal."""
     name = "stdin" if cfg.input == "-" else cfg.input
-    device_id = await asyncio.to_thread(_hdhr_device_id, cfg.input)
-    reads = await asyncio.to_thread(open_source, cfg.input, cfg.duration_s)
-    head = await asyncio.to_thread(probe_head, reads, cfg.chunk_ms, name)  # not paced: pacing is ingest's
+    device_id = await run_stoppable(stop, _hdhr_device_id, cfg.input)
+    if stop.is_set():
+        return
+    reads = await run_stoppable(stop, open_source, cfg.input, cfg.duration_s, halt)
+    if reads is None:
+        return
+    head = await run_stoppable(stop, probe_head, reads, cfg.chunk_ms, name)  # not paced: pacing is ingest's
+    if head is None:
+        return
     stream_id = derive_stream_id(identity_of(head.info), _source_hint(cfg.input, device_id), explicit=cfg.stream_id)
     broadcast = stream_id if cfg.broadcast is None else cfg.broadcast
     core = PublishCore(
@@ -220,7 +242,7 @@ async def _ingest(
             if events is not None:
                 emit_json(events, progress)
 
-    async for data in iterate_in_thread(reads):
+    async for data in iterate_in_thread(reads, stop_on=stop):  # (a stop ends it even while a tuner reconnects)
         apply(chunker.feed(data))
         if stop.is_set():
             break
