@@ -488,6 +488,8 @@ class HomeNode:
             name, outcome, error = self.exits.get_nowait()
             self.runs.pop(name, None)
             self.plan.exited(name, outcome, time.monotonic(), error)
+            self.emit({"event": "channel_stopped", "channel": name, "outcome": outcome.value, "error": error,
+                       "state": "stopped", "retry_in_s": None})  # fmt: skip
 
 
 async def run_node(opts: NodeOptions, out: TextIO = sys.stdout) -> None:

@@ -332,12 +332,9 @@ class _Collector(Collector):
             "ec_node_channel_live", "1 once the running channel publishes or writes", labels=["channel"]
         )
         starts = CounterMetricFamily("ec_node_channel_starts", "times the channel was started", labels=["channel"])
-        published = {
-            k: CounterMetricFamily(
-                f"ec_node_published_{k}", f"{k} the channel's publisher produced", labels=["channel"]
-            )
-            for k in _PUBLISHED
-        }
+        helps = {"chunks": "chunks the publisher cut", "objects": "objects it published",
+                 "manifests": "signed manifests it published", "damaged": "damaged chunks it dropped"}  # fmt: skip
+        published = {k: CounterMetricFamily(f"ec_node_published_{k}", helps[k], labels=["channel"]) for k in _PUBLISHED}
         segments = CounterMetricFamily("ec_node_segments", "verified segments written", labels=["channel"])
         served = CounterMetricFamily(
             "ec_node_relay_served_groups", "groups the channel's relay served", labels=["channel"]
