@@ -145,6 +145,12 @@ def test_node_runs_two_tuner_channels_survives_a_faulty_one_reloads_and_stops(
             first = sorted(hls.glob("segment_*.ts"))[0]
             assert decode(first.read_bytes()).video_frames > 0
 
+        # SIGHUP with a broken file: refused in one line, the running config kept
+        cfg.write_text(_config(emulator, tmp_path, key, '[[channel]]\nname = "x"\nroles = ["relay"]\n'))
+        node.proc.send_signal(signal.SIGHUP)
+        refused = _until(node, lambda e: e.get("event") in ("reloaded", "reload_failed"), "reload_failed")
+        assert refused["event"] == "reload_failed" and f"{cfg}: channel[4] (x).remotes: relay needs" in refused["error"]
+
         # SIGHUP with one more channel (a file): it starts; the others keep running untouched
         cfg.write_text(
             _config(
