@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Creates ./.venv and installs ec-node with its pinned dependencies. Sourced by demo.sh and test.sh.
+# Creates ./.venv and installs what running ec-node needs: the package with its pinned runtime
+# dependencies (no test tools) and the watch page's npm packages (hls.js; npm ci in web/). No system
+# packages.
+# Sourced by demo.sh and test.sh; test.sh adds the test-only installs itself.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${EC_NODE_VENV:-$ROOT/.venv}"
@@ -13,12 +16,8 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test]"
-# SiliconDust's own client, used by the emulator test; installed where we can (root + apt).
-if ! command -v hdhomerun_config >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hdhomerun-config) >/dev/null 2>&1 \
-    || echo "ec-node: could not install hdhomerun-config; its test will be skipped" >&2
-fi
+echo "ec-node: set-up: installing ec-node and its pinned Python dependencies into ${VENV/#$ROOT\//./} and the watch page's npm packages into web/node_modules (npm ci); nothing else" >&2
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT"
 # hls.js for the watch page (served at /vendor/hls.min.js), pinned by web/package-lock.json.
 # The copy of the lock kept in node_modules tells whether the installed tree is the locked one.
 WEB="$ROOT/web"
