@@ -363,7 +363,10 @@ class HomeNode:
         for sig, ev in ((signal.SIGINT, self.stop), (signal.SIGTERM, self.stop), (signal.SIGHUP, self.reload)):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, ev.set)
-        self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot make the state folder {self.cfg.state_dir}: {e.strerror or e}") from None
         url = None
         if self.cfg.http is not None:
             url = await self.server.start(*parse_host_port(self.cfg.http, "[node] http", any_port=True))
