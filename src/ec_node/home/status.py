@@ -291,30 +291,36 @@ class Board:
 
     def table(self) -> Any:
         """The live table (a rich renderable): one compact row per channel."""
+        from rich import box
         from rich.table import Table
 
         s = self.status()
         node = s["node"]
         tuners = f"tuners {node['tuners_in_use']}/{node['tuners']}" if node["tuners"] else "no tuner"
-        t = Table(title=f"ec-node node  {tuners}  RSS {node['rss_mb']:.0f} MB", title_justify="left", expand=False)
-        for col in ("channel", "roles", "state", "published", "segments", "rejected", "peers", "latency", "note"):
-            t.add_column(col, no_wrap=True, justify="right" if col in ("published", "segments", "latency") else "left")
+        t = Table(title=f"ec-node node  {tuners}  RSS {node['rss_mb']:.0f} MB", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, expand=False)  # fmt: skip
+        t.add_column("channel", no_wrap=True, max_width=16, overflow="ellipsis")
+        t.add_column("roles", no_wrap=True)  # initials: Leader Objects Relay Watch
+        t.add_column("state", no_wrap=True, min_width=8)
+        for col in ("pub", "seg", "rej", "peers", "ms"):
+            t.add_column(col, no_wrap=True, justify="right")
+        t.add_column("note", no_wrap=True, overflow="ellipsis", ratio=1)
         colours = {"live": "green", "starting": "yellow", "queued": "cyan", "retrying": "red", "ended": "dim"}
         for name, c in s["channels"].items():
-            rej = ", ".join(f"{k} {v}" for k, v in sorted(c["rejected"].items())) or "0"
+            rej = ",".join(f"{k}:{v}" for k, v in sorted(c["rejected"].items())) or "0"
             note = c["untrusted_signer"] and f"untrusted signer {c['untrusted_signer'][:16]}..."
             if not note and c["state"] == "retrying":
                 note = f"retry in {c['retry_in_s']:.0f} s: {c['last_error']}"
             t.add_row(
                 name,
-                ",".join(c["roles"]),
+                "".join(r[0].upper() for r in c["roles"]),
                 f"[{colours.get(c['state'], 'white')}]{c['state']}[/]",
                 str(c["publisher"]["chunks"]) if c["publisher"] else "-",
                 str(c["segments"]) if c["watch"] else "-",
                 rej,
                 f"{c['peers']['up']}/{c['peers']['known']}",
-                f"{c['latency_ms']:.0f} ms" if c["latency_ms"] is not None else "-",
-                (note or "")[:60],
+                f"{c['latency_ms']:.0f}" if c["latency_ms"] is not None else "-",
+                note or "",
             )
         return t
 
