@@ -497,16 +497,35 @@ class HomeNode:
 
 async def run_node(opts: NodeOptions, out: TextIO = sys.stdout) -> None:
     """Load the config, ask the tuner what it leaves open, and run until SIGINT/SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def early_hup() -> None:
+        log.warning("SIGHUP while starting: nothing to reload yet")
+
+    for sig, handler in ((signal.SIGINT, stop.set), (signal.SIGTERM, stop.set), (signal.SIGHUP, early_hup)):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, handler)
     cfg = read_config(opts.config)
     if not cfg.channels and not cfg.lineup_all:
         raise ConfigError(f"{cfg.path}: no channels to run")
-    tuners, lineup = await asyncio.to_thread(query_device, cfg)
+    if cfg.uses_tuner and (cfg.tuners is None or cfg.lineup_all):
+        log.info("asking the tuner at %s for its %s", cfg.device, "lineup" if cfg.lineup_all else "tuner count")
+    asked = asyncio.ensure_future(asyncio.to_thread(query_device, cfg))
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({asked, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if not asked.done():
+        log.info("stopped while asking the tuner")
+        return
+    tuners, lineup = asked.result()
     if lineup is not None:
         cfg = with_lineup(cfg, lineup)
     signers = await asyncio.to_thread(load_signers, cfg)
     if cfg.log_file is not None:
         _log_to_file(cfg.log_file)
     node = HomeNode(cfg, tuners, signers, opts, out)
+    node.stop = stop
     display = _Display(node.board, cfg.status_every_s, live=opts.live)
     async with display:
         await node.run()
