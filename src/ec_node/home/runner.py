@@ -124,9 +124,8 @@ class ChannelRun:
             if self.status.apply(role, ev) is not None:
                 self.emit({"event": "live", "channel": self.spec.name, "role": role})
             kind = ev.get("event")
-            if kind in FORWARDED:
-                level = logging.WARNING if kind in ("untrusted_signer", "gap") else logging.DEBUG
-                self.emit({**ev, "channel": self.spec.name, "role": role}, level)
+            if kind in FORWARDED:  # (the pipeline logs these itself: no second log line)
+                self.emit({**ev, "channel": self.spec.name, "role": role}, logging.DEBUG)
 
         return cast(TextIO, EventSink(on_event, f"channel {self.spec.name} {role}"))
 
