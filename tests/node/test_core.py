@@ -70,7 +70,8 @@ def test_no_manifests_no_data() -> None:
     assert r.segments() == []
     assert {e["reason"] for e in r.events("rejected")} == {"no_manifest"}  # circumstance, not a lie
     assert not r.core.ledger.charges
-    assert r.of(Exit)[0].code is ExitCode.ENDED_EARLY
+    # chunks came but nothing vouched for them: missing, which says more than "ended before --stop-after"
+    assert r.of(Exit)[0].code is ExitCode.INCOMPLETE and r.core.status().missing == len(PUB.objects)
 
 
 def test_untrusted_signer_writes_nothing() -> None:
@@ -312,8 +313,8 @@ def test_a_silent_link_is_stalled_then_reconnected_then_given_up_on() -> None:
     r.feed(LinkLost("a", Track.CHUNKS, "connect refused"))
     out = r.advance(30.0)  # lost for --reconnect-for: gone
     assert ClosePeer("a", Track.CHUNKS) in out and r.events("peer_gone")[0]["detail"].startswith("unreachable for")
-    # it was up once, so the run ends with what it wrote
-    assert r.of(Exit)[0].code is ExitCode.OK
+    # it was up once, so the run ends with what it wrote; the one object no manifest vouched for is missing
+    assert r.of(Exit)[0].code is ExitCode.INCOMPLETE and r.core.status().missing == 1
 
 
 def test_an_objects_peer_never_reached_is_exit_4() -> None:
@@ -387,7 +388,7 @@ def test_objects_done_with_manifests_owed_waits_then_ends() -> None:
     _end_objects(r)
     assert r.of(Waiting) and not r.of(Exit)  # it says what it waits for
     r.advance(5.0)
-    assert r.of(Exit)[0] == Exit(ExitCode.OK, "stream ended")
+    assert r.of(Exit)[0] == Exit(ExitCode.INCOMPLETE, "stream ended with 2 chunk(s) missing (1 segments written)")
     assert len(r.segments()) == 1 and {e["reason"] for e in r.events("rejected")} == {"no_manifest"}
 
 

@@ -144,7 +144,12 @@ def test_chain_leader_relay_relay_subscriber(recording: Path, tmp_path: Path, se
         assert rep.ok and rep.first_video_keyframe, rep.errors[:3]
 
 
-def test_junk_stops_at_a_verifying_relay(recording: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("keyless", [False, True], ids=["keyed", "keyless"])
+def test_junk_stops_at_a_verifying_relay(recording: Path, tmp_path: Path, keyless: bool) -> None:
+    """Every forgery stops at the verifying relay, keyless too: version-2 manifests commit to each
+    object frame, so even other bytes re-sealed under the public key with honest metadata are refuted
+    there. The relay counts them against the forger's path; the subscriber downstream never sees one,
+    drops nobody, and its end event names exactly what is missing."""
     chunks = {c.index: c.data for c in _chunks(recording, 1000) if c.complete}
     script = Path(__file__).parents[1] / "support" / "hostile_relay.py"
     generate_key_file(tmp_path / "leader.key")  # what `ec-node keygen -o` does; a publisher never makes a key
@@ -180,26 +185,32 @@ def test_junk_stops_at_a_verifying_relay(recording: Path, tmp_path: Path) -> Non
                 "16",
                 "--trust-signer",
                 sa["signer_id"],
+                *(["--keyless"] if keyless else []),
             ) as r:
                 sr = r.startup()
                 assert sr["tracks"] == ["chunks", "manifests"]
                 out = tmp_path / "hls"
                 with _subscribe(tmp_path, sr, sa["signer_id"], out, "--chunk-ms=1000") as s:
                     rc = s.wait()
-                    assert rc == 0, s.stderr()  # the relay finished its tracks: a clean end
+                    # the relay finished its tracks, but the forged indices never came: not a success
+                    assert rc == ExitCode.INCOMPLETE, s.stderr()
                     events = s.events()
             relay_err = r.stderr()
     assert r.proc.returncode == 0, relay_err
-    assert events[-1]["event"] == "end" and events[-1]["reason"] == "stream ended"
-    assert events[-1]["rejected"] == 0 and not [e for e in events if e["event"] == "rejected"]
+    end = events[-1]
+    assert end["event"] == "end" and end["missing"] == len(plan) and "missing" in end["reason"]
+    assert end["rejected"] == 0 and end["peers_dropped"] == [] and not [e for e in events if e["event"] == "rejected"]
     written = _segments(out)
     assert written and not set(written) & set(plan)
     assert set(written) == set(chunks) - set(plan)
     for idx, data in written.items():
         assert data == chunks[idx]
-    # the relay saw the forgeries and charged the hostile peer for each (but kept it: 5 <= 16)
-    charged = [e for e in _relay_events(r, "rejected") if e["peer_fault"]]
-    assert len(charged) == len(plan) and {e["peer"] for e in charged} == {_peer(sh)}, relay_err
+    # the relay saw every forgery from the hostile peer: charged for what it could see itself (a
+    # truncated frame, another stream), the re-sealed ones counted against its path; never dropped
+    seen = [e for e in _relay_events(r, "rejected") if e["peer_fault"] or e["upstream_fault"]]
+    assert len(seen) == len(plan) and {e["peer"] for e in seen} == {_peer(sh)}, relay_err
+    charged = sorted(str(e["reason"]) for e in seen if e["peer_fault"])
+    assert charged == ["malformed", "wrong_stream"], relay_err  # the truncated frame, the other stream's
     assert not _relay_events(r, "peer_dropped")
 
 

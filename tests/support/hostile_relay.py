@@ -4,8 +4,10 @@ Run as a script: hostile_relay.py UPSTREAM_ADDR BROADCAST [ATTACK,ATTACK,...]. I
 (`endpoint_addr`, `plan`: {chunk_index: attack}) once it has taken the upstream's whole track,
 serves it, and exits on SIGTERM. Attacks: bit flip in the
 ciphertext, truncated frame, a replay of an earlier object relabelled with this index, an object
-relabelled as another stream, a flipped chunk_hash in the metadata (and, when asked, an oversized
-object or one whose length prefix announces ~4 GB); one each, on the objects after the first.
+relabelled as another stream, a flipped chunk_hash in the metadata, other bytes re-sealed under the
+public stream key with the honest metadata (a valid AEAD: only a manifest's object commitment, or
+the plaintext hash, refutes it) (and, when asked, an oversized object or one whose length prefix
+announces ~4 GB); one each, on the objects after the first.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ import json
 import signal
 import sys
 
+from ec_node.integrity.aead import StreamCipher
 from ec_node.integrity.frames import CHUNKS_TRACK, Encryption, decode_frame, encode_frame
+from ec_node.integrity.keys import derive_stream_key
+from ec_node.integrity.objects import seal_object
 from ec_node.transport.addr import parse_endpoint_addr
 from ec_node.transport.base import GroupEvent
 from ec_node.transport.identity import load_or_create_identity
 from ec_node.transport.moq_transport import MoqTransport
 
-ATTACKS = ["bit_flip", "truncated", "replayed", "foreign_stream", "hash_flip"]
+ATTACKS = ["bit_flip", "truncated", "replayed", "foreign_stream", "hash_flip", "resealed"]
 OVERSIZE_BYTES = 3 * 1024 * 1024
 
 
@@ -47,6 +52,13 @@ def forge(attack: str, frame: bytes, earlier: bytes) -> bytes:
         return frame + bytes(OVERSIZE_BYTES)
     if attack == "huge_length":  # a frame whose meta length prefix announces ~4 GB
         return b"\xff\xff\xff\xf0" + frame[4:]
+    if attack == "resealed":  # without a network secret anyone can derive the key (PROTOCOL.md §3)
+        cipher = StreamCipher(f.meta.stream_id, derive_stream_key(f.meta.stream_id))
+        other = seal_object(
+            cipher, f.meta.chunk_index, b"forged " + bytes(range(256)) * 8, epoch_id=f.meta.epoch_id,
+            chunk_duration_ms=f.meta.chunk_duration_ms,
+        )  # fmt: skip
+        return encode_frame(f.meta, bytes(decode_frame(other.frame).payload))
     if attack == "hash_flip":
         h = f.meta.chunk_hash
         meta = dataclasses.replace(f.meta, chunk_hash=("0" if h[0] != "0" else "1") + h[1:])

@@ -50,6 +50,12 @@ from ec_node.ts.chunker import DEFAULT_CHUNK_MS
 )
 @click.option("--publish-manifests", is_flag=True, help="Sign and publish per-epoch manifests (leader).")
 @click.option(
+    "--cosign",
+    metavar="ADDR",
+    help="Another leader of the same broadcast (EndpointAddr, @FILE or URL): add this leader's signature "
+    "to each of its manifests whose body this leader computed too (k-of-n; needs --signing-key).",
+)
+@click.option(
     "--publish-chunks",
     type=click.BOOL,
     default=True,
@@ -72,6 +78,7 @@ def moq_publish(
     network_secret: str | None,
     signing_key: Path | None,
     publish_manifests: bool,
+    cosign: str | None,
     publish_chunks: bool,
     epoch_chunks: int,
     chunk_ms: int,
@@ -95,6 +102,7 @@ def moq_publish(
         network_secret=network_secret,
         signing_key=signing_key,
         publish_manifests=publish_manifests,
+        cosign=cosign,
         publish_chunks=publish_chunks,
         epoch_chunks=epoch_chunks,
         chunk_ms=chunk_ms,

@@ -20,7 +20,8 @@ _SECONDS = click.FloatRange(min=0, min_open=True)
 #: option name -> PullConfig field, for the flags below
 _FIELDS = {
     "remotes": "remotes", "remote_manifests": "remote_manifests", "stream_id": "stream_id",
-    "require_manifest": "require_manifest", "trust_signers": "trust_signers", "network_secret": "network_secret",
+    "require_manifest": "require_manifest", "trust_signers": "trust_signers", "min_signers": "min_signers",
+    "network_secret": "network_secret",
     "chunk_ms": "chunk_ms", "connect_timeout": "connect_timeout_s", "manifest_timeout": "manifest_timeout_s",
     "reconnect_for": "reconnect_for_s", "max_peer_rejections": "max_peer_rejections",
     "max_frame_mb": "max_frame_mb", "receive_buffer_mb": "receive_buffer_mb", "json_": "json",
@@ -37,6 +38,8 @@ def pull_options(remote_help: str, manifests_help: str) -> Callable[[F], F]:
         click.option("--trust-signer", "trust_signers", multiple=True, metavar="HEX",
                      help="Trusted manifest signer id (repeatable; needs --require-manifest; default: trust the "
                           "first signer seen)."),
+        click.option("--min-signers", type=click.IntRange(1, 16), default=1, show_default=True, metavar="K",
+                     help="Accept a manifest only when K distinct --trust-signer keys signed it (k-of-n leaders)."),
         click.option("--network-secret", metavar="HEX", help="Private-swarm secret mixed into the stream key."),
         click.option("--chunk-ms", type=CHUNK_MS, default=DEFAULT_CHUNK_MS, show_default=True,
                      help="Chunk duration: the clock of stall, reorder and backfill timers."),
@@ -77,5 +80,5 @@ def pull_config(kw: dict[str, Any]) -> dict[str, Any]:
     out = {field: kw.pop(opt) for opt, field in _FIELDS.items()}
     out["remotes"] = list(out["remotes"])
     out["trust_signers"] = list(out["trust_signers"])
-    check_trust_flags(out["trust_signers"], out["require_manifest"])
+    check_trust_flags(out["trust_signers"], out["require_manifest"], out["min_signers"])
     return out

@@ -76,6 +76,7 @@ def make_verifier(
     *,
     trusted_signers: Iterable[str] = (),
     limits: Limits = DEFAULT_LIMITS,
+    min_signers: int = 1,
 ) -> Verifier:
     """The verifier a node of this role uses (``stream_key`` None: keyless, metadata only)."""
     return Verifier(
@@ -87,6 +88,7 @@ def make_verifier(
         max_pending_per_source=16,  # half of the 32-object buffer: no sender can fill it alone
         require_manifest=settings.require_manifest,
         keep_plaintext=settings.role is Role.SUBSCRIBER,  # a relay checks plaintext but serves ciphertext
+        min_signers=min_signers,
     )
 
 
@@ -127,7 +129,9 @@ class NodeCore:
         self.written = 0
         self.served = 0
         self.manifests = 0
-        self.missing = 0  # chunk indices given up on (gaps) or listed by manifests but never received
+        self.missing = 0  # chunk indices given up on (gaps), never vouched for, or listed but never received
+        self._last_released = -1  # highest index the reorder buffer handed out
+        self._unvouched: set[int] = set()  # indices whose objects were given up for want of a manifest
         self.served_by: Counter[str] = Counter()
         self.done: Exit | None = None
         self.finished = False  # relay: tracks finished after the upstream ended
@@ -328,6 +332,8 @@ class NodeCore:
     def _dropped(self, dropped: Iterable[DroppedObject], out: list[Output]) -> None:
         """Buffered objects the verifier gave up on: each is charged to the peer that sent it."""
         for x in dropped:
+            if x.reason is RejectReason.NO_MANIFEST and len(self._unvouched) < _SEEN_WINDOW:
+                self._unvouched.add(x.chunk_index)
             self._reject(x.chunk_index, x.reason, x.detail, x.source or UNKNOWN_PEER, out)
 
     def _reject(self, index: int | None, reason: RejectReason, detail: str, peer: str, out: list[Output]) -> None:
@@ -539,6 +545,7 @@ class NodeCore:
             self.missing += h.last - h.first + 1
             out.append(Gap(h.first, h.last))
         for index, held in items:
+            self._last_released = max(self._last_released, index)
             if held.data is not None and (s.stop_after is None or self.written < s.stop_after):
                 nominal = s.chunk_ms
                 duration = (self._measure(held.data, nominal) if self._measure else None) or nominal
@@ -636,9 +643,11 @@ class NodeCore:
         if s.role is Role.SUBSCRIBER and not any(lk.ever_up for lk in objects):
             self._exit(ExitCode.UNREACHABLE, "no objects peer could be reached", out)
             return
-        if v.pending_count:
-            self._dropped(v.drop_pending(), out)
+        self._dropped(v.drop_pending(), out)  # arrived, but no usable manifest ever vouched for them
         self._release(now, out, final=True)
+        # unvouched indices between released chunks were counted as gaps; those above the last one were not
+        self.missing += sum(1 for i in self._unvouched if i > self._last_released)
+        self._unvouched.clear()
         tail = self._listed_tail()  # vouched for, fetched once at the end, and still not here
         if tail:
             self.missing += len(tail)

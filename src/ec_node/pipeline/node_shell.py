@@ -58,6 +58,7 @@ class PullConfig:
     stream_id: str | None = None
     require_manifest: bool = False
     trust_signers: list[str] = field(default_factory=list)
+    min_signers: int = 1  # distinct trusted signers a manifest needs (k-of-n)
     network_secret: str | None = None
     chunk_ms: int = 2000
     max_peer_rejections: int | None = DEFAULT_MAX_PEER_REJECTIONS
@@ -82,15 +83,20 @@ class PullConfig:
         )
 
 
-def check_trust_flags(trust_signers: list[str], require_manifest: bool) -> None:
+def check_trust_flags(trust_signers: list[str], require_manifest: bool, min_signers: int = 1) -> None:
     """``--trust-signer`` means "verify against these signers": without ``--require-manifest`` nothing is verified
-    (a subscriber writes, a relay passes on, what no trusted manifest vouches for), so it is a usage error."""
-    for s in trust_signers:
-        parse_signer_id(s)  # a malformed id is told as such first
+    (a subscriber writes, a relay passes on, what no trusted manifest vouches for), so it is a usage error.
+    ``--min-signers K`` needs K distinct trusted signers to be possible at all."""
+    distinct = {parse_signer_id(s) for s in trust_signers}  # a malformed id is told as such first
     if trust_signers and not require_manifest:
         raise UsageError(
             "--trust-signer needs --require-manifest: without it nothing is checked against the trusted signer "
             "and unverified segments would be written (add --require-manifest, or drop --trust-signer)"
+        )
+    if min_signers > 1 and len(distinct) < min_signers:
+        raise UsageError(
+            f"--min-signers {min_signers} needs at least {min_signers} distinct --trust-signer ids "
+            f"(given {len(distinct)}) and --require-manifest"
         )
 
 
@@ -153,7 +159,7 @@ def prepare_pull(
     """Check the flags, derive keys, build the verifier, the core and the links."""
     if not cfg.remotes:
         raise UsageError("--remote is required")
-    check_trust_flags(cfg.trust_signers, cfg.require_manifest)
+    check_trust_flags(cfg.trust_signers, cfg.require_manifest, cfg.min_signers)
     stream_id = validate_stream_id(cfg.stream_id or broadcast)
     secret = parse_network_secret(cfg.network_secret)
     trusted = [parse_signer_id(s) for s in cfg.trust_signers]
@@ -163,7 +169,9 @@ def prepare_pull(
     # a relay that does not verify passes objects on unopened (it may not hold a private swarm's key)
     key = None if keyless or (relay and not settings.require_manifest) else derive_stream_key(stream_id, secret)
     limits = Limits(max_frame_bytes=cfg.max_frame_mb * 1024 * 1024)
-    verifier = make_verifier(settings, stream_id, key, trusted_signers=trusted, limits=limits)
+    verifier = make_verifier(
+        settings, stream_id, key, trusted_signers=trusted, limits=limits, min_signers=cfg.min_signers
+    )
     queue: asyncio.Queue[QueueItem] = asyncio.Queue(QUEUE_ITEMS)
 
     def link(addr: EndpointAddr, track: Track) -> PeerLink:

@@ -8,6 +8,7 @@ hashes everything it signs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import logging
@@ -19,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from ec_node.errors import UsageError
+from ec_node.errors import EcError, UsageError
+from ec_node.integrity.frames import MANIFESTS_TRACK
 from ec_node.integrity.keys import derive_stream_key, parse_network_secret
 from ec_node.integrity.signer import Signer
 from ec_node.integrity.stream_id import SourceHint, derive_stream_id, validate_stream_id
@@ -29,7 +31,8 @@ from ec_node.pipeline.identify import identity_of
 from ec_node.pipeline.ingest import open_source, pace_by_pcr, parse_source
 from ec_node.pipeline.publish_core import PublishCore
 from ec_node.pipeline.startup import StartupObject, check_reachable, listener_event_level, shown_addr
-from ec_node.transport.base import TrackWriter, Transport
+from ec_node.transport.addr import parse_endpoint_addr
+from ec_node.transport.base import NotFoundError, PeerLostError, TrackWriter, Transport
 from ec_node.transport.identity import load_or_create_identity
 from ec_node.transport.relay_auth import UrlPeerOptions
 from ec_node.ts.guard import GuardedChunker
@@ -62,6 +65,7 @@ class PublishConfig:
     cache_mb: int = 64
     json: bool = False  # a "published" event per chunk on stdout after the startup line
     relays: list[str] = field(default_factory=list)  # relay URLs to push the broadcast into
+    cosign: str | None = None  # another leader's address: co-sign the manifests it agrees on (k-of-n)
     url_peers: UrlPeerOptions = field(default_factory=UrlPeerOptions)  # pins and token for those relays
 
 
@@ -107,6 +111,10 @@ async def run_publish(
     check_reachable(cfg.listen, cfg.relays)
     secret = parse_network_secret(cfg.network_secret)
     signer = Signer.load(cfg.signing_key) if cfg.signing_key else None  # missing: an error; only keygen makes keys
+    if cfg.cosign is not None and (not cfg.publish_manifests or signer is None):
+        raise UsageError("--cosign needs --publish-manifests and --signing-key (it adds this leader's signature)")
+    if cfg.cosign is not None:
+        parse_endpoint_addr(cfg.cosign)  # a malformed address is a usage error now, not a warning later
     if cfg.publish_manifests and signer is None:
         signer = Signer.generate()
         log.warning("no --signing-key: signing with an ephemeral key %s", signer.signer_id)
@@ -150,6 +158,7 @@ async def _publish(
         publish_chunks=cfg.publish_chunks,
         epoch_chunks=cfg.epoch_chunks,
         chunk_ms=cfg.chunk_ms,
+        cosign_hold_ms=COSIGN_HOLD_CHUNKS * cfg.chunk_ms if cfg.cosign else None,
     )
 
     transport = transport or default_transport(cfg.url_peers)
@@ -171,7 +180,18 @@ async def _publish(
         if cfg.startup_delay_ms and await _wait(stop, cfg.startup_delay_ms / 1000):
             return
         ingest = ingest_reads(head.head, reads, realtime=cfg.realtime)
-        await _ingest(core, writers, ingest, cfg.chunk_ms, name, stop, out if cfg.json else None)
+        cosigning = (
+            asyncio.create_task(_cosign(core, writers, transport, cfg.cosign, broadcast, cfg.chunk_ms))
+            if cfg.cosign
+            else None
+        )
+        try:
+            await _ingest(core, writers, ingest, cfg.chunk_ms, name, stop, out if cfg.json else None)
+        finally:
+            if cosigning is not None:
+                cosigning.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await cosigning
         log.info(
             "input ended: %d chunks, %d objects, %d manifests, %d damaged chunks dropped",
             core.stats.chunks,
@@ -183,6 +203,49 @@ async def _publish(
             await _wait(stop, cfg.linger_ms / 1000)
     finally:
         await listener.close()
+
+
+#: How long (in chunk durations) a co-signer holds its own manifest for the other leader's signature.
+COSIGN_HOLD_CHUNKS = 3
+
+
+async def _cosign(
+    core: PublishCore,
+    writers: dict[str, TrackWriter],
+    transport: Transport,
+    addr: str,
+    broadcast: str,
+    chunk_ms: int,
+) -> None:
+    """Feed the other leader's manifests to the core, and let held manifests go out when due.
+
+    If the other leader cannot be reached or goes away, this leader goes on alone (its manifests then
+    carry its signature only, after the hold): co-signing never stops a leader.
+    """
+
+    def write(ws: list[Any]) -> None:
+        for w in ws:
+            writers[w.track].write_group(w.sequence, w.payload)
+
+    async def feed() -> None:
+        try:
+            session = await transport.connect(parse_endpoint_addr(addr), 10.0)
+            sub = await session.subscribe(broadcast, MANIFESTS_TRACK)
+            log.info("co-signing with the leader at %s", session.remote.to_arg())
+            async for ev in sub:
+                write(core.on_peer_manifest(ev.payload, int(time.time() * 1000)))
+        except (EcError, PeerLostError, NotFoundError) as exc:
+            log.warning("co-signing: the other leader is unavailable (%s); signing alone", exc)
+
+    feeder = asyncio.create_task(feed())
+    try:
+        while True:
+            await asyncio.sleep(chunk_ms / 4000)
+            write(core.tick(int(time.time() * 1000)))
+    finally:
+        feeder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await feeder
 
 
 def _listener_event(out: TextIO | None, event: dict[str, Any]) -> None:

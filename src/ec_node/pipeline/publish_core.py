@@ -14,9 +14,10 @@ import blake3
 
 from ec_node.integrity.aead import StreamCipher
 from ec_node.integrity.frames import CHUNKS_TRACK, MANIFESTS_TRACK
-from ec_node.integrity.manifest import PREV_CHUNK_KEY, EpochAssembler, ManifestBody, epoch_id_for, epoch_of
+from ec_node.integrity.manifest import PREV_CHUNK_KEY, EpochAssembler, Manifest, ManifestBody, epoch_id_for, epoch_of
 from ec_node.integrity.objects import seal_object
 from ec_node.integrity.signer import Signer
+from ec_node.pipeline.cosign import CoSigner
 from ec_node.ts.chunker import Chunk
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class PublishCore:
         epoch_chunks: int = 1,
         chunk_ms: int = 2000,
         metadata: dict[str, str] | None = None,
+        cosign_hold_ms: int | None = None,
     ) -> None:
         if signer is None and not publish_chunks:
             raise ValueError("a publisher must publish chunks, manifests, or both")
@@ -82,6 +84,8 @@ class PublishCore:
             if signer is not None
             else None
         )
+        # co-signing (--cosign): own manifests wait up to cosign_hold_ms for another leader's signatures
+        self.cosigner = CoSigner(stream_id, cosign_hold_ms) if cosign_hold_ms is not None and signer else None
         self._prev_of: dict[int, int | None] = {}  # chunk index -> the index published before it
         self._broken = False  # a damaged or cut chunk since the last published one
 
@@ -137,19 +141,37 @@ class PublishCore:
             for body in self._epochs.add_chunk(
                 chunk.index, sealed.meta.chunk_hash, now_ms, intact=intact, object_hash=object_hash
             ):
-                out.append(self._manifest(body))
+                out.extend(self._manifest(body, now_ms))
         if self.publish_chunks:
             out.append(GroupWrite(CHUNKS_TRACK, chunk.index, sealed.frame))
             self.stats.objects += 1
         return out
 
     def finish(self, now_ms: int) -> list[GroupWrite]:
-        """The input ended: sign the open epoch."""
+        """The input ended: sign the open epoch (and publish what still waits for a co-signature)."""
         if self._epochs is None:
             return []
-        return [self._manifest(b) for b in self._epochs.finish(now_ms)]
+        out = [w for b in self._epochs.finish(now_ms) for w in self._manifest(b, now_ms)]
+        if self.cosigner is not None:
+            out.extend(self._write(m) for m in self.cosigner.flush())
+        return out
 
-    def _manifest(self, body: ManifestBody) -> GroupWrite:
+    def on_peer_manifest(self, data: bytes, now_ms: int) -> list[GroupWrite]:
+        """A frame of the other leader's ``manifests`` track (``--cosign``)."""
+        if self.cosigner is None:
+            return []
+        return [self._write(m) for m in self.cosigner.theirs(data, now_ms)]
+
+    def tick(self, now_ms: int) -> list[GroupWrite]:
+        """Time passed: own manifests whose co-signing wait is over go out alone."""
+        if self.cosigner is None:
+            return []
+        return [self._write(m) for m in self.cosigner.due(now_ms)]
+
+    def _write(self, m: Manifest) -> GroupWrite:
+        return GroupWrite(MANIFESTS_TRACK, epoch_of(m.body.chunk_start_index, self.epoch_chunks), m.encode())
+
+    def _manifest(self, body: ManifestBody, now_ms: int) -> list[GroupWrite]:
         assert self.signer is not None
         present = [body.chunk_start_index + k for k, h in enumerate(body.chunk_hashes) if h]
         prev = self._prev_of.get(present[0]) if present else None
@@ -160,4 +182,6 @@ class PublishCore:
             body = replace(body, metadata={**body.metadata, PREV_CHUNK_KEY: prev})
         self.stats.manifests += 1
         m = self.signer.sign(body)
-        return GroupWrite(MANIFESTS_TRACK, epoch_of(body.chunk_start_index, self.epoch_chunks), m.encode())
+        if self.cosigner is not None:
+            return [self._write(x) for x in self.cosigner.own(m, now_ms)]
+        return [self._write(m)]
