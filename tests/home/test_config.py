@@ -51,6 +51,7 @@ def test_a_full_channel_resolves() -> None:
             guide_number = "7.1"
             roles = ["watch", "objects", "leader"]
             listen = "0.0.0.0:4443"
+            advertise = ["192.168.1.10:4443"]
             push = ["https://relay.example.net/anon"]
             watch_http = "127.0.0.1:8080"
             """
@@ -63,7 +64,7 @@ def test_a_full_channel_resolves() -> None:
     assert c.signing_key == Path("~/.ec-node/leader.key").expanduser()
     assert c.identity == Path("/etc/ec-node/state/identity/7.1/publisher")  # relative to the config's folder
     assert c.output_dir == Path("/etc/ec-node/state/7.1/hls")
-    assert c.push == ("https://relay.example.net/anon",)
+    assert c.push == ("https://relay.example.net/anon",) and c.advertise == ("192.168.1.10:4443",)
     assert cfg.tuners == 2 and cfg.device == "192.168.1.50:80" and cfg.http == "127.0.0.1:8089"
 
 
@@ -149,6 +150,7 @@ def test_lineup_channels_take_the_defaults() -> None:
             "listen: '4443' is not \"HOST:PORT\"",
         ),
         ('[[channel]]\nguide_number = "7.1"\nroles = ["objects"]\npush = ["http://x"]', "push: 'http://x' must be"),
+        ('[[channel]]\nguide_number = "7.1"\nroles = ["objects"]\nadvertise = ["h:0"]', "advertise: 'h:0' is not"),
         (
             '[[channel]]\nguide_number = "7.1"\nroles = ["objects"]\nwatch_http = "127.0.0.1:1"',
             "watch_http: is only used by the watch role",

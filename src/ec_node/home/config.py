@@ -49,8 +49,10 @@ class ChannelSpec:
     guide_number: str | None = None  # set when the source is a tuner channel (it then takes a tuner)
     signing_key: Path | None = None
     listen: str = DEFAULT_LISTEN
+    advertise: tuple[str, ...] = ()  # the publisher's addresses for peers (listening on 0.0.0.0)
     identity: Path = Path()
     relay_listen: str = DEFAULT_LISTEN
+    relay_advertise: tuple[str, ...] = ()
     relay_identity: Path = Path()
     push: tuple[str, ...] = ()
     jwt_file: Path | None = None
@@ -172,9 +174,9 @@ def _show(v: object) -> str:
 # -- the file -------------------------------------------------------------------------------------
 
 _CHANNEL_KEYS = (
-    "name", "guide_number", "input", "roles", "signing_key", "listen", "identity", "relay_listen",
-    "relay_identity", "push", "jwt_file", "remotes", "remote_manifests", "trust_signer", "watch_http",
-    "output_dir", "hls_window", "realtime", "cache_mb",
+    "name", "guide_number", "input", "roles", "signing_key", "listen", "advertise", "identity",
+    "relay_listen", "relay_advertise", "relay_identity", "push", "jwt_file", "remotes", "remote_manifests",
+    "trust_signer", "watch_http", "output_dir", "hls_window", "realtime", "cache_mb",
 )  # fmt: skip
 _PER_CHANNEL_ONLY = ("name", "guide_number", "input")
 
@@ -333,6 +335,14 @@ def _channel(
     relay_listen = t.str_("relay_listen", DEFAULT_LISTEN) or DEFAULT_LISTEN
     for key, value in (("listen", listen), ("relay_listen", relay_listen)):
         _check_host_port(t, key, value)
+    advertise = t.strs("advertise") or ()
+    relay_advertise = t.strs("relay_advertise") or ()
+    for key, addrs in (("advertise", advertise), ("relay_advertise", relay_advertise)):
+        for a in addrs:
+            try:
+                parse_host_port(a, key)
+            except AddressError:
+                raise t.fail(key, f'{a!r} is not "HOST:PORT" (the address peers dial)') from None
     identity_text = t.str_("identity")
     relay_identity_text = t.str_("relay_identity")
     push = t.strs("push") or ()
@@ -375,7 +385,7 @@ def _channel(
         if not trust_signers:
             raise t.fail("trust_signer", f"{pulls[0]} without a local leader needs the leader's signer id to trust")
     if "relay" not in roles:
-        for key in ("relay_listen", "relay_identity"):
+        for key in ("relay_listen", "relay_advertise", "relay_identity"):
             if key in explicit:
                 raise t.fail(key, "is only used by the relay role")
     if "watch" not in roles:
@@ -394,8 +404,10 @@ def _channel(
         guide_number=gn,
         signing_key=p(key_text) if key_text else None,
         listen=listen,
+        advertise=advertise,
         identity=p(identity_text) if identity_text else cfg.identity_dir / name / "publisher",
         relay_listen=relay_listen,
+        relay_advertise=relay_advertise,
         relay_identity=p(relay_identity_text) if relay_identity_text else cfg.identity_dir / name / "relay",
         push=push,
         jwt_file=p(jwt_text) if jwt_text else None,

@@ -181,6 +181,7 @@ class ChannelRun:
             input=str(s.source),
             realtime=s.realtime and not s.uses_tuner,  # a tuner is real time by itself
             listen=s.listen,
+            advertise=s.advertise,
             identity_dir=s.identity,
             signing_key=s.signing_key if "leader" in s.roles else None,
             publish_manifests="leader" in s.roles,
@@ -238,6 +239,7 @@ class ChannelRun:
             trust_signers=self._trust(),
             json=True,
             listen=s.relay_listen,
+            advertise=s.relay_advertise,
             identity_dir=s.relay_identity,
             cache_mb=s.cache_mb,
             addr_file=s.dir / "relay.json",
