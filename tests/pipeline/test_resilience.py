@@ -215,8 +215,9 @@ def test_peer_sending_oversized_objects(media_mpeg2: Path, tmp_path: Path, attac
             ) as s:
                 rc = s.wait()
                 events = s.events()
-    assert rc == 0, s.stderr()
+    assert rc == ExitCode.INCOMPLETE, s.stderr()  # the oversized indices are missing: not a clean end
     bad = {int(k) for k in sh["plan"]}
+    assert events[-1]["missing"] == len(bad)
     rejected = [e for e in events if e["event"] == "rejected"]
     assert {e["reason"] for e in rejected} == {"too_large"}
     idx = _check_output(out, chunks, contiguous=False)
