@@ -34,7 +34,7 @@ metas = st.builds(
 
 
 @settings(max_examples=100)
-@given(metas, st.binary(max_size=2048))
+@given(metas, st.binary(min_size=16, max_size=2048))
 def test_roundtrip(meta: ObjectMeta, payload: bytes) -> None:
     frame = encode_frame(meta, payload)
     d = decode_frame(frame)
@@ -44,7 +44,10 @@ def test_roundtrip(meta: ObjectMeta, payload: bytes) -> None:
     assert decode_frame(bytearray(frame)).meta == meta
 
 
-def _frame(meta: dict[str, Any], payload: bytes = b"ct") -> bytes:
+CT = b"c" * 16  # the shortest object: a bare tag
+
+
+def _frame(meta: dict[str, Any], payload: bytes = CT) -> bytes:
     m = json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     return struct.pack(">I", len(m)) + m + payload
 
@@ -172,4 +175,60 @@ def test_non_canonical_meta_refused(text: Any) -> None:
     m = _meta()
     raw = text(m).encode()
     with pytest.raises(IntegrityFormatError, match="canonical"):
-        decode_frame(struct.pack(">I", len(raw)) + raw + b"ct")
+        decode_frame(struct.pack(">I", len(raw)) + raw + CT)
+
+
+@pytest.mark.parametrize("n", [0, 1, 15])
+def test_object_shorter_than_its_tag_is_malformed(n: int) -> None:
+    # PROTOCOL.md §5: the sender could see this in the frame itself, so it is malformed (a sender
+    # fault), not bad_aead (which only the key holder can tell, and blames nobody)
+    with pytest.raises(IntegrityFormatError, match="tag") as e:
+        decode_frame(_frame(_meta(), b"\x00" * n))
+    assert e.value.reason is RejectReason.MALFORMED
+    assert decode_frame(_frame(_meta(), b"\x00" * 16)).payload.nbytes == 16
+
+
+def test_null_chunk_proof_is_malformed() -> None:
+    # absent and null would be two accepted spellings of one meta, hence two object hashes (§5, §7.2)
+    m = {**_meta(), "chunk_proof": None}
+    with pytest.raises(IntegrityFormatError, match="null") as e:
+        decode_frame(_frame(m))
+    assert e.value.reason is RejectReason.MALFORMED
+    assert decode_frame(_frame(_meta())).meta.chunk_proof is None
+
+
+@pytest.mark.parametrize(
+    "value,ok",
+    [
+        (2**64 - 1, True),
+        (-(2**63), True),
+        (2**53 + 1, True),  # exact, not rounded to a double
+        (2**64, False),
+        (-(2**63) - 1, False),
+        ("9" * 5000, False),  # refused by rule, not by the host's digit limit (4300 in CPython)
+    ],
+)
+def test_integers_in_unknown_fields_are_64_bit(value: int | str, ok: bool) -> None:
+    m = json.dumps({**_meta(), "future": 0}, sort_keys=True, separators=(",", ":"))
+    text = m.replace('"future":0', f'"future":{value}').encode()
+    raw = struct.pack(">I", len(text)) + text + CT
+    if ok:
+        assert decode_frame(raw).meta.chunk_index == 0
+    else:
+        with pytest.raises(IntegrityFormatError) as e:
+            decode_frame(raw, Limits(max_meta_bytes=1 << 20))
+        assert e.value.reason is RejectReason.MALFORMED
+
+
+def test_nesting_deeper_than_32_is_malformed() -> None:
+    def nested(depth: int) -> Any:
+        v: Any = 1
+        for _ in range(depth):
+            v = [v]
+        return v
+
+    ok = {**_meta(), "future": nested(31)}  # the meta itself is level 1
+    assert decode_frame(_frame(ok)).meta.chunk_index == 0
+    with pytest.raises(IntegrityFormatError, match="nested") as e:
+        decode_frame(_frame({**_meta(), "future": nested(32)}))
+    assert e.value.reason is RejectReason.MALFORMED

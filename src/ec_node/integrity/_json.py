@@ -13,7 +13,11 @@ from typing import Any
 from ec_node.integrity.errors import IntegrityFormatError
 
 U64_MAX = (1 << 64) - 1
+I64_MIN = -(1 << 63)
+#: Containers (objects, arrays) may nest this deep in any meta or manifest, counting the outermost one.
+MAX_JSON_DEPTH = 32
 _HEX = frozenset("0123456789abcdef")
+_MAX_INT_CHARS = 21  # "-9223372036854775808" and "18446744073709551615" fit; longer literals are out of range
 
 
 def canonical_json(value: Any) -> bytes:
@@ -38,6 +42,30 @@ def _no_float(text: str) -> Any:
     raise IntegrityFormatError("JSON fractional numbers are not allowed")
 
 
+def _int64(text: str) -> int:
+    """Integers anywhere (unknown fields included) lie in -2^63 .. 2^64-1: exact in every decoder we care about
+    (no IEEE doubles), and independent of how many digits the host's int parser allows."""
+    if len(text) > _MAX_INT_CHARS:
+        raise IntegrityFormatError("JSON integer out of the 64-bit range")
+    v = int(text)
+    if not I64_MIN <= v <= U64_MAX:
+        raise IntegrityFormatError("JSON integer out of the 64-bit range")
+    return v
+
+
+def _check_depth(value: Any, what: str) -> None:
+    """Refuse containers nested deeper than MAX_JSON_DEPTH (iteratively: no recursion to run out of)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        children = v.values() if isinstance(v, dict) else v
+        for c in children:
+            if isinstance(c, dict | list):
+                if depth + 1 > MAX_JSON_DEPTH:
+                    raise IntegrityFormatError(f"{what}: JSON nested deeper than {MAX_JSON_DEPTH}")
+                stack.append((c, depth + 1))
+
+
 def loads_strict(data: bytes | bytearray | memoryview, what: str) -> dict[str, Any]:
     """Parse ``data`` as a UTF-8 JSON object in canonical form, refusing anything ambiguous.
 
@@ -52,6 +80,7 @@ def loads_strict(data: bytes | bytearray | memoryview, what: str) -> dict[str, A
             object_pairs_hook=_no_dupes,
             parse_constant=_no_constant,
             parse_float=_no_float,
+            parse_int=_int64,
         )
     except IntegrityFormatError:
         raise
@@ -59,6 +88,7 @@ def loads_strict(data: bytes | bytearray | memoryview, what: str) -> dict[str, A
         raise IntegrityFormatError(f"{what}: not valid JSON ({type(e).__name__})") from None
     if not isinstance(value, dict):
         raise IntegrityFormatError(f"{what}: expected a JSON object")
+    _check_depth(value, what)
     try:
         canonical = canonical_json(value) == raw
     except (ValueError, RecursionError):

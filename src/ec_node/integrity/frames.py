@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ec_node.integrity._json import U64_MAX, canonical_json, check_hex, get_str, get_uint, loads_strict
+from ec_node.integrity.aead import TAG_BYTES
 from ec_node.integrity.errors import IntegrityFormatError
 from ec_node.integrity.merkle import MerkleProof
 from ec_node.integrity.stream_id import MAX_STREAM_ID_BYTES
@@ -83,6 +84,9 @@ class ObjectMeta:
         enc = obj.get("encryption")
         if not isinstance(enc, dict):
             raise IntegrityFormatError(f"{what}: field 'encryption' must be a JSON object")
+        if "chunk_proof" in obj and obj["chunk_proof"] is None:
+            # absent and null would be two spellings of one meta (and two object hashes, §7.2)
+            raise IntegrityFormatError(f"{what}: chunk_proof must be an object when present (null is refused)")
         proof_obj = obj.get("chunk_proof")
         chunk_hash = get_str(obj, "chunk_hash", what)
         check_hex(chunk_hash, 32, f"{what}: chunk_hash")
@@ -148,6 +152,9 @@ def decode_frame(data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_
         raise IntegrityFormatError(f"meta of {meta_len} bytes exceeds limit {limits.max_meta_bytes}", too_large=True)
     if meta_len > len(view) - 4:
         raise IntegrityFormatError("meta length runs past the end of the frame")
+    if len(view) - 4 - meta_len < TAG_BYTES:
+        # visible in the frame itself, without the key: a sender fault (malformed), never bad_aead
+        raise IntegrityFormatError(f"object shorter than its {TAG_BYTES}-byte tag")
     meta = ObjectMeta.from_json(loads_strict(view[4 : 4 + meta_len], "object meta"))
     return ObjectFrame(meta=meta, payload=view[4 + meta_len :])
 

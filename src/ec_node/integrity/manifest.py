@@ -25,6 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ec_node.integrity._json import (
+    I64_MIN,
     U64_MAX,
     canonical_json,
     check_hex,
@@ -63,7 +64,6 @@ ABSENT = ""  # slot value for an index whose window produced no chunk
 #: published just before this epoch's first present chunk, present only when the leader saw the stream
 #: intact in between. Absent (never -1 or null) otherwise, e.g. on the first manifest of a run.
 PREV_CHUNK_KEY = "prev_chunk_index"
-_I64_MIN = -(1 << 63)
 
 
 # ---------------------------------------------------------------- epochs
@@ -109,7 +109,7 @@ def _check_metadata(value: Any, what: str, depth: int = 0) -> None:
     if value is None or isinstance(value, bool | str):
         return
     if type(value) is int:
-        if not _I64_MIN <= value <= U64_MAX:
+        if not I64_MIN <= value <= U64_MAX:
             raise IntegrityFormatError(f"{what}: integer out of 64-bit range")
         return
     if isinstance(value, list | tuple):
