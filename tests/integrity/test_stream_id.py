@@ -115,3 +115,81 @@ def test_derived_ids_are_always_valid_or_stream_id_error(name: str, dev: str, ch
             continue
         assert validate_stream_id(sid) == sid and validate_stream_id(sid2) == sid2
         assert sid.isascii() and sid2.isascii()
+
+
+@pytest.mark.parametrize(
+    "name,call",
+    [
+        ("KÉ - TV", "ke---tv"),  # runs outside [a-z0-9-] become one '-'; a '-' already there is kept
+        ("A--B", "a--b"),  # runs of '-' are not collapsed
+        ("A 中 B", "a-b"),  # non-ASCII after NFKD is deleted, not replaced: one run of two spaces
+        ("AB中CD", "abcd"),
+        ("\U0001d416\U0001d417", "wx"),  # NFKD folds mathematical bold letters to ASCII
+        ("\u212a-9", "k-9"),  # KELVIN SIGN: NFKD gives 'K', then lowercase
+        ("ﬁ", "fi"),  # compatibility ligature
+        ("-7.1-", "7-1"),  # '.' is not kept in a callsign; ends trimmed
+    ],
+)
+def test_callsign_fold_order(name: str, call: str) -> None:
+    """PROTOCOL §2: NFKD, delete non-ASCII, lowercase ASCII, runs outside [a-z0-9-] to '-', trim."""
+    sid = derive_stream_id(BroadcastIdentity(1, (1,), True, name), HDHR)
+    assert f"/callsign-{call}/" in sid
+
+
+def test_tsid_zero_is_promoted() -> None:
+    sid = derive_stream_id(BroadcastIdentity(0, (1,), False, None), HDHR)
+    assert sid == "ec/stream/v1/broadcast/mpegts/tsid-0/program-1/profile-passthrough/variant-source"
+
+
+def test_file_keeps_extension_url_drops_port_but_hashes_it() -> None:
+    f = derive_stream_id(None, SourceHint(kind="file", locator="/media/My Recording (1).TS"))
+    assert f == "ec/stream/v1/source/file/name-my-recording-1-.ts/profile-passthrough/variant-source"
+    a = derive_stream_id(None, SourceHint(kind="url", locator="http://User@Tuner.Local:5004/x"))
+    b = derive_stream_id(None, SourceHint(kind="url", locator="http://tuner.local:80/x"))
+    assert "/host-tuner.local/" in a and "/host-tuner.local/" in b and a != b
+    v6 = derive_stream_id(None, SourceHint(kind="url", locator="http://[::1]:5004/x"))
+    assert "/host-1/" in v6
+    assert "/host-unknown/" in derive_stream_id(None, SourceHint(kind="url", locator="http:///x"))
+
+
+def _head_id(reads: list[bytes]) -> str:
+    from ec_node.pipeline.identify import identity_of
+    from ec_node.ts.inspect import probe_head
+
+    head = probe_head(iter(reads), 2000, "test")
+    return derive_stream_id(identity_of(head.info), SourceHint(kind="stdin"))
+
+
+def _psi(tsid: int) -> list[bytes]:
+    import struct
+
+    from ec_node.ts.section import build_section, packetize_section
+
+    pat = build_section(0x00, tsid, struct.pack(">HH", 1, 0xE100), private_indicator=False)
+    pmt = build_section(0x02, 1, struct.pack(">HHBHH", 0xE101, 0xF000, 0x1B, 0xE101, 0xF000), private_indicator=False)
+    return [*packetize_section(0, pat, 0), *packetize_section(0x100, pmt, 0)]
+
+
+def _tvct(name: bytes) -> list[bytes]:
+    from ec_node.ts.psip import PSIP_BASE_PID, VirtualChannel, build_tvct
+    from ec_node.ts.section import build_section, packetize_section
+
+    good = build_tvct([VirtualChannel("XXXXXXX", 2, 1, 1, 7)], tsid=7)
+    body = good[8:-4]
+    body = body[:2] + name + body[16:]  # protocol_version, num_channels, then the 14-byte short_name
+    return packetize_section(PSIP_BASE_PID, build_section(0xC8, 7, body), 0)
+
+
+def test_short_name_with_a_lone_surrogate_makes_the_tvct_unusable() -> None:
+    ok = _head_id([*_psi(7), *_tvct("WXYZ".encode("utf-16-be").ljust(14, b"\0"))])
+    assert "/atsc/tsid-7/program-1/callsign-wxyz/" in ok
+    lone = _head_id([*_psi(7), *_tvct(b"\xd8\x00" + "XYZ".encode("utf-16-be").ljust(12, b"\0"))])
+    assert "/mpegts/tsid-7/program-1/profile-" in lone
+
+
+def test_psip_is_waited_for_4_mib_after_the_pmt() -> None:
+    null = bytes([0x47, 0x1F, 0xFF, 0x10]) + b"\xff" * 184
+    filler = null * (4 * 1024 * 1024 // 188 + 1)  # one read of just over 4 MiB
+    tvct = _tvct("WXYZ".encode("utf-16-be").ljust(14, b"\0"))
+    assert "/atsc/" in _head_id([*_psi(7), null * 1000, *tvct])
+    assert "/mpegts/" in _head_id([*_psi(7), filler, *tvct])  # the probe stopped before the TVCT came
