@@ -31,7 +31,7 @@ class ExitCode(IntEnum):
     UNREACHABLE = 4, "unreachable (host or peer down, not an HDHomeRun or MoQ node)"
     TUNER_BUSY = 5, "tuner busy after retries"
     CONFIG = 6, "config (unknown channel, no signal, bad key or identity file)"
-    OUTPUT = 7, "output not writable"
+    OUTPUT = 7, "output not writable, or a listen address in use"
     INTEGRITY = 8, "integrity (more objects rejected than --max-invalid-chunks)"
     ENDED_EARLY = 9, "ended early (before --stop-after)"
     MANIFEST_TIMEOUT = 10, "manifest timeout (no usable manifest for --manifest-timeout: leader gone or untrusted)"

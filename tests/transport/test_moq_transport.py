@@ -440,3 +440,15 @@ def test_an_impostor_with_a_statement_of_its_own_is_not_the_node(tmp_path: Path)
         return str(info.value)
 
     assert f"peer is not node {real.node_id}" in run(with_listener(impostor, body))
+
+
+def test_a_listen_address_in_use_is_an_output_error_not_usage(identity: NodeIdentity) -> None:
+    """Exit 7 like an HTTP server that cannot bind: the flag was well-formed, the port is taken."""
+    from ec_node.errors import ExitCode, OutputError
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        with pytest.raises(OutputError, match=f"cannot listen on '127.0.0.1:{port}'") as info:
+            run(MoqTransport().listen(f"127.0.0.1:{port}", identity, 1_000_000))
+    assert info.value.code is ExitCode.OUTPUT

@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING
 
 import moq
 
-from ec_node.errors import ConfigError, EcError, UnreachableError, UsageError
+from ec_node.errors import ConfigError, EcError, OutputError, UnreachableError, UsageError
 from ec_node.transport.addr import EndpointAddr
 from ec_node.transport.base import GroupEvent, NotFoundError, PeerLostError, TrackWriter
 from ec_node.transport.certs import (
@@ -951,7 +951,9 @@ async def start_server(
     try:
         await server.__aenter__()
     except moq.Error as exc:
-        raise UsageError(f"cannot listen on {bind!r}: {describe_moq_error(exc)}") from None
+        # the flags are well-formed (they were parsed); the address is taken or not ours: like an HTTP
+        # server that cannot bind, an output that cannot be opened
+        raise OutputError(f"cannot listen on {bind!r}: {describe_moq_error(exc)}") from None
     try:
         fingerprints = [fp.lower() for fp in server.cert_fingerprints()]  # before any accept()
         if identity.current.sha256 not in fingerprints:
