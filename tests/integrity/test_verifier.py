@@ -447,3 +447,21 @@ def test_retention_window_and_stale(stream_key: bytes, signer: Signer, seal: Sea
         Verdict.REJECTED,
     )
     assert v.add_object(objs[6].frame).verdict is Verdict.ACCEPTED
+
+
+def test_a_forgery_buffered_first_does_not_shadow_the_honest_copy(
+    signer: Signer, seal: Seal, make_manifest: MakeManifest, cipher: StreamCipher
+) -> None:
+    """Before any manifest, a keyless verifier cannot tell the two copies apart; it keeps both (they
+    differ in bytes) and the manifest's commitment then picks the honest one."""
+    honest = seal(4)
+    other = seal_object(cipher, 4, b"forged", epoch_id=honest.meta.epoch_id, chunk_duration_ms=2000)
+    meta_len = int.from_bytes(honest.frame[:4], "big")
+    forged = honest.frame[: 4 + meta_len] + other.frame[4 + int.from_bytes(other.frame[:4], "big") :]
+    v = _v(None, signer)
+    assert v.add_object(forged, source="forger").verdict is Verdict.PENDING
+    assert v.add_object(honest.frame, source="honest").verdict is Verdict.PENDING  # not a "duplicate"
+    assert v.add_object(honest.frame, source="honest").verdict is Verdict.DUPLICATE  # the same bytes are
+    d = v.add_manifest(make_manifest(4, {4: honest.meta.chunk_hash}, objects={4: _frame_hash(honest.frame)}).encode())
+    assert [a.source for a in d.released] == ["honest"]
+    assert [(x.reason, x.source) for x in d.dropped] == [(RejectReason.OBJECT_MISMATCH, "forger")]

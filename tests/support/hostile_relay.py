@@ -6,8 +6,8 @@ serves it, and exits on SIGTERM. Attacks: bit flip in the
 ciphertext, truncated frame, a replay of an earlier object relabelled with this index, an object
 relabelled as another stream, a flipped chunk_hash in the metadata, other bytes re-sealed under the
 public stream key behind the honest metadata (a key holder sees it fail to open under the honest
-nonce; without the key only a manifest's object commitment refutes it) (and, when asked, an oversized object or one whose length prefix
-announces ~4 GB); one each, on the objects after the first.
+nonce; without the key only a manifest's object commitment refutes it); and, when asked, an
+oversized object or one whose length prefix announces ~4 GB. One each, on the objects after the first.
 """
 
 from __future__ import annotations

@@ -299,10 +299,10 @@ class Verifier:
                 self._pending_count -= 1
                 self._pending_bytes -= p.size
                 if i in self._accepted:
-                    # another copy at this index was just accepted; copies with the same hash were
-                    # never buffered, so this one names a different hash: refuted
-                    refuted = self._drop(i, RejectReason.HASH_MISMATCH, "differs from the accepted copy", p.source)
-                    dropped.append(refuted)
+                    # another copy at this index was just accepted: judge this one as a later copy
+                    later = self._judge_duplicate(i, p.meta, p.digest)
+                    if later.verdict is Verdict.REJECTED and later.reason is not None:
+                        dropped.append(DroppedObject(i, later.reason, later.detail, p.source))
                     continue
                 outcome = self._judge(i, p.meta, p.frame, p.plaintext, self._cover[i], p.source, p.digest)
                 if isinstance(outcome, AcceptedObject):
@@ -377,7 +377,9 @@ class Verifier:
         digest: bytes,
     ) -> ObjectDecision:
         for p in self._pending.get(idx, ()):
-            if p.meta.chunk_hash == meta.chunk_hash:
+            # by the bytes, not the claimed hash: a forgery may copy the honest metadata, and
+            # must not make the honest copy that follows it look like a duplicate
+            if p.digest == digest:
                 return ObjectDecision(Verdict.DUPLICATE, idx)
         size = len(raw) + (len(plaintext) if plaintext is not None else 0)
         if self.max_pending_objects < 1 or size > self.max_pending_bytes:

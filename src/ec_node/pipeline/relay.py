@@ -81,8 +81,6 @@ async def run_relay(
     if cfg.keyless and cfg.network_secret:
         raise UsageError("--keyless and --network-secret exclude each other")
     check_reachable(cfg.listen, cfg.relays)
-    if cfg.trust_signers and not cfg.require_manifest:
-        log.warning("--trust-signer has no effect without --require-manifest")
     settings = cfg.settings(Role.RELAY)
     transport = transport or default_transport(cfg)
     broadcast = await pull_broadcast(cfg, transport)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime
+import fcntl
 import hashlib
 import ipaddress
 import logging
@@ -165,7 +166,45 @@ def load_or_create_identity(directory: Path | None, now: int | None = None) -> N
         nxt = None if nxt is not None and nxt.pem_path == current.pem_path else nxt
     identity = NodeIdentity(directory, node_key, current, nxt or current)
     identity.maintain(now)
+    _claim(directory, identity.node_id)
     return identity
+
+
+#: Lock files held for the life of the process: one per identity directory this process uses.
+_CLAIMS: dict[Path, int] = {}
+LOCK_FILE = ".in-use"
+
+
+def _claim(directory: Path, node_id: str) -> None:
+    """Note that this process uses ``directory``; warn if another running process does too.
+
+    Two roles sharing an identity folder get the same node id, and peers cannot tell them apart
+    (and one may overwrite the other's files): worth a warning, not a refusal, since a deliberate
+    restart overlap is harmless.
+    """
+    key = directory.resolve()
+    if key in _CLAIMS:
+        return
+    try:
+        fd = os.open(key / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return  # a read-only identity still works; it just cannot be watched
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+        log.warning(
+            "identity %s is in use by another running ec-node (pid %s): both have node id %s, so peers "
+            "cannot tell them apart; give each role its own --identity",
+            directory,
+            holder,
+            node_id,
+        )
+        os.close(fd)
+        return
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _CLAIMS[key] = fd
 
 
 def cert_fingerprint(cert_der: bytes) -> str:
