@@ -157,3 +157,25 @@ def test_garbage_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / NODE_KEY_FILE).write_bytes(b"garbage")
     with pytest.raises(IdentityError, match="node key"):
         load_or_create_identity(tmp_path)
+
+
+def test_two_running_processes_on_one_identity_folder_are_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Same folder, same node id: peers could not tell the two roles apart."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pathlib import Path; "
+         "from ec_node.transport.identity import load_or_create_identity as f; "
+         "f(Path(sys.argv[1])); print('ready', flush=True); sys.stdin.read()", str(tmp_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        ident = load_or_create_identity(tmp_path)
+        assert f"in use by another running ec-node (pid {holder.pid})" in caplog.text
+        assert ident.node_id in caplog.text
+    finally:
+        holder.communicate("", timeout=30)
