@@ -12,7 +12,6 @@ from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner, Result
 
 import ec_node.ts
 from ec_node.cli import cli
@@ -31,6 +30,8 @@ from ec_node.integrity.errors import (
 from ec_node.transport.addr import AddressError
 from ec_node.transport.identity import IdentityError, IdentityWriteError
 from ec_node.ts.errors import TsError
+
+from support.clirun import invoke, one_error_line
 
 PEER = json.dumps({"id": "ab" * 32, "addrs": ["127.0.0.1:9"]})
 
@@ -68,37 +69,25 @@ def raising() -> Iterator[list[BaseException]]:
         cli.commands.pop("raise-for-test")
 
 
-def _invoke(args: list[str]) -> Result:
-    return CliRunner().invoke(cli, args)
-
-
-def _one_error_line(r: Result) -> str:
-    lines = r.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ec-node: error: "), r.stderr
-    assert "Traceback" not in r.output
-    assert r.exception is None or isinstance(r.exception, SystemExit)
-    return lines[0]
-
-
 @pytest.mark.parametrize(("exc", "code"), CASES, ids=[type(e).__name__ for e, _ in CASES])
 def test_each_exception_gives_its_documented_code(raising: list[BaseException], exc: BaseException, code: int) -> None:
     raising.append(exc)
-    r = _invoke(["raise-for-test"])
+    r = invoke(["raise-for-test"])
     assert r.exit_code == code
-    assert _one_error_line(r) == f"ec-node: error: {exc}"
+    assert one_error_line(r) == f"ec-node: error: {exc}"
 
 
 def test_a_bug_keeps_its_traceback(raising: list[BaseException]) -> None:
     raising.append(RuntimeError("a bug"))
-    r = _invoke(["raise-for-test"])
+    r = invoke(["raise-for-test"])
     assert isinstance(r.exception, RuntimeError) and r.exit_code == 1
     assert exit_code_for(RuntimeError()) is None and exit_code_for(ValueError()) is None
 
 
 def test_multi_line_message_stays_one_line(raising: list[BaseException]) -> None:
     raising.append(TsError("first\n  second\n"))
-    r = _invoke(["raise-for-test"])
-    assert r.exit_code == 3 and _one_error_line(r) == "ec-node: error: first second"
+    r = invoke(["raise-for-test"])
+    assert r.exit_code == 3 and one_error_line(r) == "ec-node: error: first second"
     assert error_line(AddressError("a\nb")) == "ec-node: error: a b"
 
 
@@ -135,26 +124,26 @@ def test_core_exceptions_are_not_exit_code_exceptions() -> None:
     ],
 )
 def test_subscribe_malformed_values_are_usage_errors(extra: list[str], needle: str) -> None:
-    r = _invoke(["moq-subscribe", "--remote", PEER, "--broadcast", "b", *extra])
-    assert r.exit_code == 2 and needle in _one_error_line(r)
+    r = invoke(["moq-subscribe", "--remote", PEER, "--broadcast", "b", *extra])
+    assert r.exit_code == 2 and needle in one_error_line(r)
 
 
 @pytest.mark.parametrize("command", [["moq-subscribe", "--broadcast", "b"], ["relay", "--broadcast", "b"]])
 def test_malformed_address_is_a_usage_error(command: list[str]) -> None:
-    r = _invoke([*command, "--remote", "not an address"])
-    assert r.exit_code == 2 and "endpoint address" in _one_error_line(r)
+    r = invoke([*command, "--remote", "not an address"])
+    assert r.exit_code == 2 and "endpoint address" in one_error_line(r)
 
 
 def test_relay_malformed_signer_is_a_usage_error() -> None:
-    r = _invoke(["relay", "--remote", PEER, "--broadcast", "b", "--require-manifest", "--trust-signer", "00"])
-    assert r.exit_code == 2 and "signer id" in _one_error_line(r)
+    r = invoke(["relay", "--remote", PEER, "--broadcast", "b", "--require-manifest", "--trust-signer", "00"])
+    assert r.exit_code == 2 and "signer id" in one_error_line(r)
 
 
 def test_publish_unusable_signing_key_is_a_config_error(tmp_path: Path) -> None:
     key = tmp_path / "bad.pem"
     key.write_text("not a key")
-    r = _invoke(["moq-publish", "--input", str(tmp_path / "unused.ts"), "--signing-key", str(key)])
-    assert r.exit_code == 6 and "private key" in _one_error_line(r)
+    r = invoke(["moq-publish", "--input", str(tmp_path / "unused.ts"), "--signing-key", str(key)])
+    assert r.exit_code == 6 and "private key" in one_error_line(r)
 
 
 def test_a_real_process_prints_one_line_and_no_traceback() -> None:
@@ -172,7 +161,7 @@ def test_a_real_process_prints_one_line_and_no_traceback() -> None:
 
 
 def test_help_text_is_generated_from_exit_code() -> None:
-    assert exit_codes_help(ExitCode.OUTPUT, ExitCode.OK) == "Exit codes: 0 ok, 7 output not writable."
+    assert exit_codes_help(ExitCode.OUTPUT, ExitCode.OK) == "Exit codes: 0 ok, 7 output not writable, or a listen address in use."
     full = exit_codes_help(*ExitCode)
     for code in ExitCode:
         assert f"{int(code)} {code.description}" in full

@@ -6,26 +6,15 @@ import stat
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from ec_node.cli import cli
 from ec_node.integrity.keys import load_signing_key, signer_id_of
 
-
-def _invoke(args: list[str]) -> Result:
-    return CliRunner().invoke(cli, args)
-
-
-def _one_error_line(r: Result) -> str:
-    lines = r.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ec-node: error: "), r.stderr
-    assert "Traceback" not in r.output
-    return lines[0]
+from support.clirun import invoke, one_error_line
 
 
 def test_keygen_makes_missing_folders_0700(tmp_path: Path) -> None:
     p = tmp_path / "fresh-home" / ".ec-node" / "leader.key"  # neither folder exists yet
-    r = _invoke(["keygen", "-o", str(p)])
+    r = invoke(["keygen", "-o", str(p)])
     assert r.exit_code == 0, r.output
     sid = r.stdout.strip()
     assert signer_id_of(load_signing_key(p)) == sid
@@ -36,9 +25,9 @@ def test_keygen_makes_missing_folders_0700(tmp_path: Path) -> None:
 
 def test_keygen_show_prints_the_signer_id_and_changes_nothing(tmp_path: Path) -> None:
     p = tmp_path / "leader.key"
-    sid = _invoke(["keygen", "-o", str(p)]).stdout.strip()
+    sid = invoke(["keygen", "-o", str(p)]).stdout.strip()
     pem = p.read_bytes()
-    r = _invoke(["keygen", "--show", str(p)])
+    r = invoke(["keygen", "--show", str(p)])
     assert r.exit_code == 0, r.output
     assert r.stdout == sid + "\n"  # the id alone: nothing of the secret
     assert "PRIVATE" not in r.output and pem.decode() not in r.output
@@ -47,8 +36,8 @@ def test_keygen_show_prints_the_signer_id_and_changes_nothing(tmp_path: Path) ->
 
 def test_keygen_show_of_a_missing_file_is_a_config_error_and_creates_nothing(tmp_path: Path) -> None:
     p = tmp_path / "typo.key"
-    r = _invoke(["keygen", "--show", str(p)])
-    assert r.exit_code == 6 and "not found" in _one_error_line(r)
+    r = invoke(["keygen", "--show", str(p)])
+    assert r.exit_code == 6 and "not found" in one_error_line(r)
     assert not p.exists()
 
 
@@ -58,11 +47,11 @@ def test_keygen_show_of_a_missing_file_is_a_config_error_and_creates_nothing(tmp
     ids=["neither", "show-and-output", "show-and-force"],
 )
 def test_keygen_needs_exactly_one_of_output_and_show(args: list[str]) -> None:
-    r = _invoke(args)
-    assert r.exit_code == 2 and "--show" in _one_error_line(r)
+    r = invoke(args)
+    assert r.exit_code == 2 and "--show" in one_error_line(r)
 
 
 def test_keygen_into_a_file_where_a_folder_must_be_is_an_output_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
-    r = _invoke(["keygen", "-o", str(tmp_path / "file" / "k.pem")])
-    assert r.exit_code == 7 and "key file" in _one_error_line(r)
+    r = invoke(["keygen", "-o", str(tmp_path / "file" / "k.pem")])
+    assert r.exit_code == 7 and "key file" in one_error_line(r)

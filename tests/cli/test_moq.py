@@ -6,28 +6,16 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from ec_node.cli import cli
-
-
-def _invoke(args: list[str]) -> Result:
-    return CliRunner().invoke(cli, args)
-
-
-def _one_error_line(r: Result) -> str:
-    lines = r.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ec-node: error: "), r.stderr
-    assert "Traceback" not in r.output
-    return lines[0]
+from support.clirun import invoke, one_error_line
 
 
 def test_a_missing_signing_key_is_a_config_error_and_no_key_is_made(tmp_path: Path) -> None:
     typo = tmp_path / "leadr.key"
-    r = _invoke(
+    r = invoke(
         ["moq-publish", "--input", str(tmp_path / "unused.ts"), "--publish-manifests", "--signing-key", str(typo)]
     )
-    line = _one_error_line(r)
+    line = one_error_line(r)
     assert r.exit_code == 6
     assert str(typo) in line and f"create it with: ec-node keygen -o {typo}" in line
     assert not typo.exists() and list(tmp_path.iterdir()) == []  # no new signing identity, nothing else either
@@ -46,9 +34,9 @@ def test_an_unusable_broadcast_is_a_usage_error(
     command: list[str], value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    r = _invoke([*command, "--broadcast", value])
+    r = invoke([*command, "--broadcast", value])
     assert r.exit_code == 2, r.output
-    assert "--broadcast" in _one_error_line(r)
+    assert "--broadcast" in one_error_line(r)
     assert list(tmp_path.iterdir()) == []  # refused before anything was opened or written
 
 
@@ -57,6 +45,6 @@ def test_subscribe_malformed_signer_is_a_usage_error_before_the_broadcast_is_loo
     startup.write_text(json.dumps({"endpoint_addr": json.loads(PEER), "broadcast": "b", "stream_id": "b",
                                    "tracks": ["chunks", "manifests"], "signer_id": None}))  # fmt: skip
     for flags in (["--require-manifest"], []):
-        r = _invoke(["moq-subscribe", "--remote", f"@{startup}", *flags, "--trust-signer", "0123abc",
+        r = invoke(["moq-subscribe", "--remote", f"@{startup}", *flags, "--trust-signer", "0123abc",
                      "--output-dir", str(tmp_path / "hls")])  # fmt: skip
-        assert r.exit_code == 2 and "signer id must be 64 hex digits" in _one_error_line(r)
+        assert r.exit_code == 2 and "signer id must be 64 hex digits" in one_error_line(r)
