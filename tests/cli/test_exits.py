@@ -161,7 +161,10 @@ def test_a_real_process_prints_one_line_and_no_traceback() -> None:
 
 
 def test_help_text_is_generated_from_exit_code() -> None:
-    assert exit_codes_help(ExitCode.OUTPUT, ExitCode.OK) == "Exit codes: 0 ok, 7 output not writable, or a listen address in use."
+    assert (
+        exit_codes_help(ExitCode.OUTPUT, ExitCode.OK)
+        == "Exit codes: 0 ok, 7 output not writable, or a listen address in use."
+    )
     full = exit_codes_help(*ExitCode)
     for code in ExitCode:
         assert f"{int(code)} {code.description}" in full
