@@ -393,7 +393,7 @@ class StatusServer:
         """Bind and serve; the base URL. OutputError if the address cannot be bound."""
         from aiohttp import web
 
-        from ec_node.errors import OutputError
+        from ec_node.serve.server import serve_app
 
         async def status(_: web.Request) -> web.Response:
             return web.json_response(self.board.status(), headers={"Cache-Control": "no-cache"})
@@ -408,17 +408,7 @@ class StatusServer:
 
         app = web.Application()
         app.add_routes([web.get("/", index), web.get("/status", status), web.get("/metrics", metrics)])
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        await self._runner.setup()
-        try:
-            await web.TCPSite(self._runner, host, port).start()
-        except OSError as e:
-            await self._runner.cleanup()
-            self._runner = None
-            raise OutputError(f"cannot serve the node's status on {host}:{port}: {e.strerror or e}") from None
-        bound = self._runner.addresses[0]
-        h = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-        self.url = f"http://{h}:{bound[1]}"
+        self._runner, self.url = await serve_app(app, host, port, "the node's status")
         return self.url
 
     async def stop(self) -> None:

@@ -53,6 +53,23 @@ _TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t", ".m4s":
 _NO_CACHE = {"Cache-Control": "no-cache"}
 
 
+async def serve_app(app: web.Application, host: str, port: int, what: str) -> tuple[web.AppRunner, str]:
+    """Serve ``app`` on ``host:port`` (0: any port); returns the runner and the URL it is reachable at.
+
+    An address that cannot be bound is OutputError (exit 7), naming ``what`` was to be served.
+    """
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as e:
+        await runner.cleanup()
+        raise OutputError(f"cannot serve {what} on {host}:{port}: {e.strerror or e}") from None
+    bound = runner.addresses[0]
+    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    return runner, f"http://{shown}:{bound[1]}"
+
+
 class WatchServer:
     """HTTP for viewers, media servers and scripts; fed events with :meth:`on_event` on its loop."""
 
@@ -95,17 +112,7 @@ class WatchServer:
                 web.get("/auto/v{guide}", self._auto),
             ]
         )
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        try:
-            await site.start()
-        except OSError as e:
-            await self._runner.cleanup()
-            raise OutputError(f"cannot serve HTTP on {host}:{port}: {e.strerror or e}") from None
-        bound = self._runner.addresses[0]
-        h = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-        self.url = f"http://{h}:{bound[1]}"
+        self._runner, self.url = await serve_app(app, host, port, "HTTP")
         return self.url
 
     async def stop(self) -> None:
