@@ -1,6 +1,7 @@
 """The chunk rule: hand-built streams (windows, wrap, discontinuity, durations) and real PyAV-made
 ATSC-like media (determinism, independent decode, damage)."""
 
+import struct
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,9 @@ from ec_node.devkit.decode import decode
 from ec_node.ts.chunker import Chunk, Chunker, chunk_stream, windows_per_timeline
 from ec_node.ts.packets import PACKET_SIZE, pid_of, pusi
 from ec_node.ts.pes import PTS_WRAP
+from ec_node.ts.section import build_section, packetize_section
 
-from support.tsbuild import stream
+from support.tsbuild import PMT_PID, VIDEO_PID, pat, stream, video_payload, video_pes
 
 FRAME = 3003  # 29.97 fps in 90 kHz ticks
 
@@ -189,3 +191,54 @@ def test_damage_stays_in_its_chunk(mpeg2_bytes: bytes, mpeg2_chunks: list[Chunk]
         assert c.data == ref[c.index]
     lost = set(ref) - {c.index for c in clean}
     assert len(lost) <= 2
+
+
+# --- read sizes never change the chunks (found by fuzz/: the ts_stream target) ---------------------------
+
+
+def _split_by_packet(data: bytes) -> list[Chunk]:
+    return list(chunk_stream([data[i : i + PACKET_SIZE] for i in range(0, len(data), PACKET_SIZE)]))
+
+
+def _summary(chunks: list[Chunk]) -> list[tuple[int, bytes, bool, bool]]:
+    return [(c.index, c.data, c.damaged, c.complete) for c in chunks]
+
+
+def test_video_gap_in_the_read_that_names_the_video_pid_counts_as_a_gap():
+    # keyframes every 0.5 s; a video packet lost between the last keyframe of window 0 and the first of
+    # window 1 means that keyframe may not be its window's first: no cut there, whatever the read sizes
+    data = stream([i * FRAME for i in range(300)])
+    lost = None
+    for off in range(0, len(data), PACKET_SIZE):  # a payload packet of frame 50 (1.67 s)
+        if pid_of(data, off) == VIDEO_PID and not pusi(data, off) and off > 50 * 5 * PACKET_SIZE:
+            lost = off
+            break
+    assert lost is not None
+    bad = data[:lost] + data[lost + PACKET_SIZE :]
+    whole = list(chunk_stream([bad]))
+    assert _summary(whole) == _summary(_split_by_packet(bad))
+    assert 1 not in [c.index for c in whole]
+
+
+def test_multi_packet_pmt_is_read_in_the_read_that_names_its_pid():
+    # a PMT too long for one packet, in the same read as the PAT that names its PID: its continuation
+    # packets must be read, so the first keyframe (window 0) counts and the keyframe at 2 s is a cut
+    pmt_sec = build_section(
+        0x02,
+        1,
+        struct.pack(">HHBHH", 0xE000 | VIDEO_PID, 0xF000, 0x02, 0xE000 | VIDEO_PID, 0xF000 | 200)
+        + bytes([0x05, 198])
+        + b"x" * 198,
+        private_indicator=False,
+    )
+    out = bytearray()
+    cc_v = 0
+    for i in range(300):
+        out += pat(i)
+        out += b"".join(packetize_section(PMT_PID, pmt_sec, (2 * i) & 0xF))
+        out += video_pes(i * FRAME, cc_v, keyframe=i % 60 == 0) + video_payload(cc_v + 1)
+        cc_v += 2
+    data = bytes(out)
+    whole = list(chunk_stream([data]))
+    assert _summary(whole) == _summary(_split_by_packet(data))
+    assert [c.index for c in whole][:1] == [1]

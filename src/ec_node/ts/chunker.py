@@ -185,7 +185,7 @@ class Chunker:
         arr = np.frombuffer(data, dtype=np.uint8).reshape(n, PACKET_SIZE)
         b1 = arr[:, 1]
         pids = ((b1 & 0x1F).astype(np.uint16) << 8) | arr[:, 2]
-        lo, hi, psi_bad, video_bad = self._damage(arr, pids, g0)
+        lo, hi, gaps = self._damage(arr, pids, g0)
         # chunks waiting for confirmation: damage reaching into them, PIDs seen again after them
         for h in self._closing:
             if _overlaps(lo, hi, h.start_row, h.end_row):
@@ -200,24 +200,35 @@ class Chunker:
         if len(self.info.psip_sections) < MAX_PSIP_SECTIONS:
             psi_mask |= pids == PSIP_BASE_PID
         psi_rows = np.flatnonzero(psi_mask)
-        rows = np.union1d(starts, psi_rows) if psi_rows.size else starts
-        psi_bad_rows = psi_bad.tolist()
-        video_bad_rows = video_bad.tolist()
+        rows = (np.union1d(starts, psi_rows) if psi_rows.size else starts).tolist()
         seg_start = 0  # row where the open chunk's part of `data` begins
         video = self.info.video_pid
-        for r in rows.tolist():
-            while psi_bad_rows and psi_bad_rows[0] <= r:
-                psi_bad_rows.pop(0)
-                self._mark_psi_stale()
-            while video_bad_rows and video_bad_rows[0] <= r:
-                video_bad_rows.pop(0)
-                # video packets were lost: the next random-access picture may not be its window's first
-                self._last_rap_window = None
+        # Every decision below uses the PMT and video PIDs as they stand at that row, never as they stood
+        # when this run began: otherwise the chunks would depend on how the input was split into reads.
+        # So a PMT PID named by a PAT in this run has its later packets visited too (``extra``, merged in).
+        by_pid = _RowsByPid(pids)
+        extra = by_pid.after(None, 0)
+        i = j = k = 0
+        while i < len(rows) or j < len(extra):
+            if j >= len(extra) or (i < len(rows) and rows[i] <= extra[j]):
+                r = rows[i]
+                i += 1
+                if j < len(extra) and extra[j] == r:
+                    j += 1
+            else:
+                r = int(extra[j])
+                j += 1
+            while k < len(gaps) and gaps[k][0] <= r:
+                self._gap(gaps[k][1])
+                k += 1
             pid = int(pids[r])
             off = r * PACKET_SIZE
             if pid == PAT_PID or pid == self._pmt_pid:
+                pmt_pid = self._pmt_pid
                 self._psi(pid, data[off : off + PACKET_SIZE])
                 video = self.info.video_pid
+                if self._pmt_pid != pmt_pid:
+                    extra, j = by_pid.after(self._pmt_pid, r + 1), 0
                 continue
             if pid == PSIP_BASE_PID:
                 if len(self.info.psip_sections) < MAX_PSIP_SECTIONS:  # enough kept: stop reassembling them
@@ -225,7 +236,7 @@ class Chunker:
                         if len(self.info.psip_sections) < MAX_PSIP_SECTIONS:
                             self.info.psip_sections.append(sec.data)
                 continue
-            if pid != video or video is None:
+            if pid != video or video is None or not b1[r] & 0x40:  # only a PES start begins a picture
                 continue
             pts, es = pes_pts(data, off)
             if pts is None:
@@ -256,10 +267,8 @@ class Chunker:
                 size=sum(len(x) for x in head),
             )
             seg_start = r
-        if psi_bad_rows:  # damage after the last row the loop looked at
-            self._mark_psi_stale()
-        if video_bad_rows:
-            self._last_rap_window = None
+        for _, gap_pid in gaps[k:]:  # damage after the last row the loop looked at
+            self._gap(gap_pid)
         if self._open is not None:
             self._append(data, pids, seg_start, n, lo, hi, g0)
             if self._open.size > self._max_bytes:
@@ -357,21 +366,31 @@ class Chunker:
         self.info.video_pid = es.pid
         self.info.video_codec = VIDEO_STREAM_TYPES[es.stream_type]
 
+    def _gap(self, pid: int) -> None:
+        """Packets of ``pid`` were lost here: held PAT/PMT may be stale, or a random-access picture lost."""
+        if pid == PAT_PID or pid == self._pmt_pid:
+            self._mark_psi_stale()
+        if pid == self.info.video_pid:
+            # video packets were lost: the next random-access picture may not be its window's first
+            self._last_rap_window = None
+
     def _damage(
         self, arr: np.ndarray, pids: np.ndarray, g0: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
         """Where packets were lost or corrupted, as global packet-number intervals [lo, hi].
 
         A continuity gap at packet x on a PID means packets went missing somewhere after that
         PID's previous packet, so that whole span is suspect (it may straddle a cut point).
-        Also returns the rows (local to this run) where PAT/PMT packets showed a gap (the held
-        PSI may be stale) and where video packets did (a random-access picture may be lost).
+        Also returns every gap as (row local to this run, PID), in row order: what a gap means
+        (stale PSI, a lost picture) depends on the PMT and video PIDs at that row, which the caller
+        knows only as it walks the run.
         """
         has_payload = (arr[:, 3] & 0x10) != 0
         cc = (arr[:, 3] & 0x0F).astype(np.int16)
         disc = ((arr[:, 3] & 0x20) != 0) & (arr[:, 4] > 0) & ((arr[:, 5] & 0x80) != 0)
         tei = np.flatnonzero(arr[:, 1] & 0x80) + g0
-        los, his, psi, video = [tei], [tei], [], []
+        los, his = [tei], [tei]
+        gaps: list[tuple[int, int]] = []
         for pid in np.unique(pids).tolist():
             if pid == NULL_PID:
                 continue
@@ -393,15 +412,28 @@ class Chunker:
             if np.any(wrong):
                 los.append(before[wrong] + 1)
                 his.append(at[wrong] + g0)
-                if pid == PAT_PID or pid == self._pmt_pid:
-                    psi.append(at[wrong])
-                if pid == self.info.video_pid:
-                    video.append(at[wrong])
-        return np.concatenate(los), np.concatenate(his), _sorted(psi), _sorted(video)
+                gaps += [(row, pid) for row in at[wrong].tolist()]
+        return np.concatenate(los), np.concatenate(his), sorted(gaps)
 
 
-def _sorted(parts: list[np.ndarray]) -> np.ndarray:
-    return np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+class _RowsByPid:
+    """The rows of each PID in one run, grouped once on first use (a PAT may name a new PMT PID per packet)."""
+
+    def __init__(self, pids: np.ndarray) -> None:
+        self._pids = pids
+        self._order: np.ndarray | None = None
+        self._sorted: np.ndarray | None = None
+
+    def after(self, pid: int | None, start: int) -> np.ndarray:
+        """Rows >= ``start`` holding ``pid``, ascending (none for None)."""
+        if pid is None:
+            return np.empty(0, dtype=np.intp)
+        if self._order is None or self._sorted is None:
+            self._order = np.argsort(self._pids, kind="stable")
+            self._sorted = self._pids[self._order]
+        lo, hi = np.searchsorted(self._sorted, pid, "left"), np.searchsorted(self._sorted, pid, "right")
+        rows = self._order[lo:hi]  # ascending: the sort is stable
+        return rows[np.searchsorted(rows, start) :]
 
 
 def _overlaps(lo: np.ndarray, hi: np.ndarray, a: int, b: int) -> bool:
