@@ -114,3 +114,15 @@ def test_not_found_is_config_error() -> None:
 def test_lineup_entry_to_json_keeps_device_fields() -> None:
     e = api.parse_lineup_json(LINEUP, "h")[0]
     assert json.loads(json.dumps(e.to_json()))["GuideNumber"] == "2.1"
+
+
+def test_lineup_entries_whose_url_does_not_parse_are_skipped() -> None:
+    """Review finding: a port out of range or a broken IPv6 host would raise later, when tuning."""
+    body = json.dumps(
+        [
+            {"GuideNumber": "7.1", "GuideName": "A", "URL": "http://192.0.2.1:99999/auto/v7.1"},
+            {"GuideNumber": "8.1", "GuideName": "B", "URL": "http://[::1/auto/v8.1"},
+            {"GuideNumber": "9.1", "GuideName": "C", "URL": "http://192.0.2.1:5004/auto/v9.1"},
+        ]
+    ).encode()
+    assert [e.guide_number for e in api.parse_lineup_json(body, "tuner")] == ["9.1"]

@@ -216,3 +216,12 @@ def test_a_relay_with_none_then_several_broadcasts(media_mpeg2, tmp_path):
     assert len(err_lines) == 1 and err_lines[0].endswith("; pass --broadcast"), err_lines
     assert re.fullmatch(r"ec-node: error: several broadcasts: (alpha, beta|beta, alpha); pass --broadcast",
                         err_lines[0])  # fmt: skip
+
+
+def test_non_ascii_digits_in_an_announced_name_are_no_number() -> None:
+    """Fuzz finding: "²" passes str.isdigit() but not int(); a peer's name must never crash the listing."""
+    for name in ("ec/stream/v1/broadcast/atsc/tsid-²/program-3", "ec/stream/v1/source/7/program-3²"):
+        ident = parse_stream_id(name)  # (the fuzzer's crash: int("3²") inside these two calls)
+        assert ident is None or ident.tsid is None
+        info = ChannelInfo(name, {"chunks": "served"}, stream_id=name, identity=ident)
+        assert json.dumps(info.to_json())  # channels --json too

@@ -180,3 +180,12 @@ def test_fuzz_json_never_crashes(obj: object) -> None:
 def test_fuzz_urls_never_crash(rest: str) -> None:
     for scheme in ("moql://", "moqt://", "https://"):
         _ok_or_address_error(scheme + rest)
+
+
+def test_an_integer_beyond_pythons_digit_limit_is_an_address_error(tmp_path: Path) -> None:
+    text = '{"id":' + "1" * 4301 + ',"addrs":[]}'
+    with pytest.raises(AddressError, match="invalid JSON"):
+        parse_endpoint_addr(text)
+    (tmp_path / "a.json").write_text(text)
+    with pytest.raises(AddressError, match="does not hold EndpointAddr"):
+        parse_endpoint_addr(f"@{tmp_path / 'a.json'}")

@@ -51,3 +51,9 @@ def test_the_token_comes_from_a_private_file_or_the_environment(tmp_path):
         load_jwt(f)
     with pytest.raises(ConfigError, match="cannot read"):
         load_jwt(tmp_path / "missing")
+
+
+def test_redact_never_raises_on_a_url_that_does_not_split() -> None:
+    """Fuzz finding: a startup object's relays entry "http://[" crashed re-encoding."""
+    assert redact("http://[") == "http://["
+    assert redact("http://[::1/x?jwt=secret") == "http://[::1/x?…"

@@ -133,6 +133,18 @@ def _guide_number(v: Any) -> str | None:
     return None
 
 
+def _usable_url(url: str) -> bool:
+    """An http(s) URL with a host and, if given, a valid port (a device's lineup is input too)."""
+    if not url.startswith(("http://", "https://")):
+        return False
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises for a port out of range or not a number
+    except ValueError:
+        return False
+    return bool(parts.hostname)
+
+
 def parse_lineup_json(body: bytes, where: str) -> list[LineupEntry]:
     """Raises UnreachableError when the body is not a lineup; skips entries without a usable URL."""
     obj = _load_json(body, where)
@@ -144,7 +156,7 @@ def parse_lineup_json(body: bytes, where: str) -> list[LineupEntry]:
             continue
         gn = _guide_number(item.get("GuideNumber"))
         url = item.get("URL")
-        if gn is None or not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        if gn is None or not isinstance(url, str) or not _usable_url(url):
             continue
         tags = item.get("Tags") if isinstance(item.get("Tags"), str) else ""
         tagset = {t.strip().lower() for t in tags.split(",")} if tags else set()

@@ -90,7 +90,8 @@ class ChannelIdentity:
 
 
 def _int(value: str | None) -> int | None:
-    return int(value) if value is not None and value.isdigit() else None
+    # isdigit() alone admits "²" and other non-ASCII digits, which int() refuses
+    return int(value) if value is not None and value.isascii() and value.isdigit() else None
 
 
 def parse_stream_id(text: str) -> ChannelIdentity | None:

@@ -120,7 +120,7 @@ def read_startup_file(path: Path) -> StartupObject:
     for candidate in (text, next((ln for ln in text.splitlines() if ln.strip()), "")):
         try:
             return StartupObject.from_json(json.loads(candidate), where=str(path))
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # JSONDecodeError, or an integer beyond Python's digit limit
             continue
     raise UsageError(f"{path} holds no startup object")
 

@@ -243,11 +243,11 @@ def _parse_file(path_text: str) -> EndpointAddr:
     where = f"endpoint address file {path}"
     try:
         obj = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # JSONDecodeError, and an integer beyond Python's digit limit
         first = next((line for line in text.splitlines() if line.strip()), "")
         try:
             obj = json.loads(first)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):
             raise AddressError(f"{where} does not hold EndpointAddr or startup JSON") from None
     return endpoint_addr_from_obj(obj, where=where)
 
@@ -266,8 +266,8 @@ def _from_json_text(text: str, where: str, *, allow_startup: bool = True) -> End
         raise AddressError(f"{where}: JSON is longer than {MAX_ADDR_TEXT_BYTES} bytes")
     try:
         obj = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, or an integer beyond Python's digit limit
+        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply or a number too long"
         raise AddressError(f"{where}: invalid JSON ({msg})") from None
     return endpoint_addr_from_obj(obj, where=where, allow_startup=allow_startup)
 

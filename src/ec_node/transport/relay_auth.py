@@ -72,8 +72,13 @@ def with_jwt(url: str, jwt: str | None) -> str:
 
 
 def redact(url: str) -> str:
-    """``url`` safe to show: every query value hidden (tokens live there), the rest kept."""
-    parts = urlsplit(url)
+    """``url`` safe to show: every query value hidden (tokens live there), the rest kept. Never raises:
+    a URL that does not even split is shown without anything after its first ``?``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        head, sep, _ = url.partition("?")
+        return head + ("?…" if sep else "")
     if not parts.query:
         return url
     keys = [k for k, _ in parse_qsl(parts.query, keep_blank_values=True)]
