@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -43,10 +44,17 @@ def other_signer() -> Signer:
 
 @pytest.fixture
 def seal(cipher: StreamCipher) -> Callable[..., SealedObject]:
-    def _seal(i: int, data: bytes | None = None, *, epoch_chunks: int = 1, duration: int = 2000) -> SealedObject:
+    def _seal(
+        i: int, data: bytes | None = None, *, epoch_chunks: int = 1, duration: int = 2000, chunk_proof: Any = None
+    ) -> SealedObject:
         pt = chunk_bytes(i) if data is None else data
         return seal_object(
-            cipher, i, pt, epoch_id=epoch_id_for(STREAM, epoch_of(i, epoch_chunks)), chunk_duration_ms=duration
+            cipher,
+            i,
+            pt,
+            epoch_id=epoch_id_for(STREAM, epoch_of(i, epoch_chunks)),
+            chunk_duration_ms=duration,
+            chunk_proof=chunk_proof,
         )
 
     return _seal

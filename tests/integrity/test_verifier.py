@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import struct
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from ec_node.integrity._json import canonical_json
 from ec_node.integrity.aead import StreamCipher
 from ec_node.integrity.errors import PEER_FAULTS, RejectReason
+from ec_node.integrity.frames import decode_frame, encode_frame
 from ec_node.integrity.keys import derive_stream_key
 from ec_node.integrity.manifest import Manifest, ManifestBody, build_epoch_body, epoch_id_for
 from ec_node.integrity.merkle import merkle_proof
@@ -465,3 +467,33 @@ def test_a_forgery_buffered_first_does_not_shadow_the_honest_copy(
     d = v.add_manifest(make_manifest(4, {4: honest.meta.chunk_hash}, objects={4: _frame_hash(honest.frame)}).encode())
     assert [a.source for a in d.released] == ["honest"]
     assert [(x.reason, x.source) for x in d.dropped] == [(RejectReason.OBJECT_MISMATCH, "forger")]
+
+
+def test_keyless_refuses_objects_a_root_only_version_1_manifest_covers(
+    signer: Signer, seal: Seal, cipher: StreamCipher
+) -> None:
+    """Review finding: a root-only manifest lists no slot, and the proof checks metadata only, so
+    keyless nothing checks the ciphertext: unverifiable, never accepted."""
+    o = seal(0)
+    body = build_epoch_body(STREAM, 0, 1, {0: o.meta.chunk_hash}, chunk_duration_ms=2000,
+                            encoder_profile_id="p", created_unix_ms=1)  # fmt: skip
+    root_only = signer.sign(ManifestBody(**{**body.__dict__, "chunk_hashes": ()}))
+    v = _v(None, signer)
+    assert v.add_manifest(root_only.encode()).verdict is Verdict.ACCEPTED
+    proof = merkle_proof([o.meta.chunk_hash], 0)
+    with_proof = seal(0, chunk_proof=proof)
+    assert v.add_object(with_proof.frame).reason is RejectReason.UNVERIFIABLE
+
+
+def test_a_copy_with_the_honest_ciphertext_but_other_metadata_does_not_shadow_the_honest_copy(
+    signer: Signer, seal: Seal, make_manifest: MakeManifest
+) -> None:
+    """Review finding: buffered copies are told apart by the whole frame, not the ciphertext alone."""
+    honest = seal(6)
+    f = decode_frame(honest.frame)
+    tampered = encode_frame(dataclasses.replace(f.meta, chunk_duration_ms=2001), bytes(f.payload))
+    v = _v(None, signer)
+    assert v.add_object(tampered, source="forger").verdict is Verdict.PENDING
+    assert v.add_object(honest.frame, source="honest").verdict is Verdict.PENDING
+    d = v.add_manifest(make_manifest(6, {6: honest.meta.chunk_hash}, objects={6: _frame_hash(honest.frame)}).encode())
+    assert [a.source for a in d.released] == ["honest"]

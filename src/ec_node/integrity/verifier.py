@@ -377,9 +377,10 @@ class Verifier:
         digest: bytes,
     ) -> ObjectDecision:
         for p in self._pending.get(idx, ()):
-            # by the bytes, not the claimed hash: a forgery may copy the honest metadata, and
-            # must not make the honest copy that follows it look like a duplicate
-            if p.digest == digest:
+            # by the whole frame, not the claimed hash or the ciphertext alone: a forgery may copy
+            # the honest metadata or the honest ciphertext, and must not make the honest copy that
+            # follows it look like a duplicate
+            if p.frame == raw:
                 return ObjectDecision(Verdict.DUPLICATE, idx)
         size = len(raw) + (len(plaintext) if plaintext is not None else 0)
         if self.max_pending_objects < 1 or size > self.max_pending_bytes:
@@ -452,8 +453,9 @@ class Verifier:
             reason, detail = RejectReason.META_MISMATCH, "epoch_id / chunk_duration_ms differ from the manifest"
         elif committed and blake3.blake3(raw).hexdigest() != committed:
             reason, detail = RejectReason.OBJECT_MISMATCH, "the frame is not the object the manifest commits to"
-        elif committed is None and self._cipher is None and body.slot(idx):
-            # version 1 commits to the plaintext only: without the key nothing checks these bytes
+        elif committed is None and self._cipher is None and body.slot(idx) != "":
+            # version 1 commits to the plaintext only (or only to a root): without the key nothing
+            # checks these bytes
             reason, detail = RejectReason.UNVERIFIABLE, "a version-1 manifest cannot vouch for ciphertext keylessly"
         elif meta.chunk_proof is not None and not (
             meta.chunk_proof.leaf_index == idx - body.chunk_start_index

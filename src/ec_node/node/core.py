@@ -150,6 +150,9 @@ class NodeCore:
         self._max_chunk_seen = -1  # highest chunk group sequence received
         self._max_manifest_seen = -1  # highest manifest group sequence received
         self._max_listed = -1  # highest chunk index a usable manifest covers
+        # highest index any manifest from the leader covers, usable or refused: unvouched objects
+        # above it are nobody's loss (anyone can seal objects for indices no leader ever named)
+        self._max_claimed = -1
         self._objects_ending: Ending | None = None  # every objects track ended: the end waits for late groups
         self._fetched_hole: tuple[int, int] | None = None
         self._served_manifests: OrderedDict[int, None] = OrderedDict()
@@ -361,6 +364,8 @@ class NodeCore:
             self._pass_manifest(payload, peer, sequence, now, out)
             return
         d = self.verifier.add_manifest(payload)
+        if d.manifest is not None:
+            self._max_claimed = max(self._max_claimed, d.manifest.body.end_index - 1)
         if d.verdict is Verdict.REJECTED:
             assert d.reason is not None
             out.append(ManifestRejected(d.reason.value, d.detail, peer))
@@ -546,6 +551,9 @@ class NodeCore:
             out.append(Gap(h.first, h.last))
         for index, held in items:
             self._last_released = max(self._last_released, index)
+        if items and self._unvouched:  # bounded: what the writer has passed is counted as gaps, if at all
+            self._unvouched = {i for i in self._unvouched if i > self._last_released}
+        for index, held in items:
             if held.data is not None and (s.stop_after is None or self.written < s.stop_after):
                 nominal = s.chunk_ms
                 duration = (self._measure(held.data, nominal) if self._measure else None) or nominal
@@ -645,8 +653,9 @@ class NodeCore:
             return
         self._dropped(v.drop_pending(), out)  # arrived, but no usable manifest ever vouched for them
         self._release(now, out, final=True)
-        # unvouched indices between released chunks were counted as gaps; those above the last one were not
-        self.missing += sum(1 for i in self._unvouched if i > self._last_released)
+        # unvouched indices between released chunks were counted as gaps; those above the last one were
+        # not, but only those a leader's manifest named are a loss
+        self.missing += sum(1 for i in self._unvouched if self._last_released < i <= self._max_claimed)
         self._unvouched.clear()
         tail = self._listed_tail()  # vouched for, fetched once at the end, and still not here
         if tail:
