@@ -452,3 +452,40 @@ def test_a_listen_address_in_use_is_an_output_error_not_usage(identity: NodeIden
         with pytest.raises(OutputError, match=f"cannot listen on '127.0.0.1:{port}'") as info:
             run(MoqTransport().listen(f"127.0.0.1:{port}", identity, 1_000_000))
     assert info.value.code is ExitCode.OUTPUT
+
+
+def test_a_rotation_whose_restart_failed_is_completed_by_the_next_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding: a failed restart must neither leave the listener dead for good nor break close()."""
+    import ec_node.transport.moq_transport as mt
+    from ec_node.errors import OutputError
+
+    ident = load_or_create_identity(tmp_path / "ident")
+    real_start = mt.start_server
+
+    async def main() -> None:
+        lis = await MoqTransport().listen("127.0.0.1:0", ident, 10_000_000)
+        try:
+            lis.publish_broadcast("demo", ["chunks"])["chunks"].write_group(0, b"g0")
+            due = rotate_at(ident.current.window)
+
+            async def refuse(*_: object) -> object:
+                raise OutputError("port taken meanwhile")
+
+            monkeypatch.setattr(mt, "start_server", refuse)
+            with pytest.raises(OutputError):
+                await lis.rotate_certificate(now=due)
+            monkeypatch.setattr(mt, "start_server", real_start)
+            assert await lis.rotate_certificate(now=due + 1) is True  # presented != current: completed now
+            sess = await MoqTransport().connect(EndpointAddr(id=ident.node_id, addrs=lis.endpoint_addr.addrs), 10)
+            try:
+                sub = await sess.subscribe("demo", "chunks", start=0)
+                ev = await sub.next(10)
+                assert ev is not None and ev.payload == b"g0"
+            finally:
+                await sess.close()
+        finally:
+            await lis.close()
+
+    run(main())

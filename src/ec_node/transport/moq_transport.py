@@ -79,7 +79,7 @@ from ec_node.transport.certs import (
     is_statement_broadcast,
     seconds_until_check,
 )
-from ec_node.transport.identity import IdentityError, NodeIdentity
+from ec_node.transport.identity import NodeIdentity
 from ec_node.transport.relay_auth import JWT_ENV, UrlPeerOptions, redact, with_jwt
 from ec_node.transport.shedding import SHED_CODE, SessionMeter, ShedLimits, pick_shed, refuse_reason
 
@@ -214,6 +214,8 @@ class MoqListener:
         self._server = server  # None: pushes only (--no-listen)
         self._bound = server.local_addr if server is not None else ""  # the concrete port, rebound on rotation
         self._identity = identity if server is not None else None
+        self._presented = identity.current.sha256 if identity is not None and server is not None else ""
+        self._swap: asyncio.Task[None] | None = None  # a server restart in progress (shielded)
         self._url_peers = url_peers or UrlPeerOptions()
         self._pushes: list[moq.Client] = []
         self._origin = origin
@@ -319,10 +321,13 @@ class MoqListener:
         self._closed = True
         for writer in self._writers:
             writer.finish()
-        for t in (self._accept_task, self._watch_task, self._rotate_task):
+        if self._swap is not None and not self._swap.done():
+            with contextlib.suppress(Exception):
+                await self._swap  # a certificate swap finishes binding before we close what it bound
+        for t in (self._rotate_task, self._accept_task, self._watch_task):
             if t is not None:
                 t.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                with contextlib.suppress(asyncio.CancelledError, Exception):  # a task that died is no reason to leak
                     await t
         tasks = list(self._sessions)
         if tasks and self._config.close_grace_s > 0:
@@ -359,30 +364,46 @@ class MoqListener:
             await asyncio.sleep(seconds_until_check(int(time.time()), self._identity.current.window))
             try:
                 await self.rotate_certificate()
-            except IdentityError as exc:  # e.g. the disk is full: keep serving, retry at the next check
-                log.error("certificate rotation failed: %s", exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # e.g. the disk is full, the port was taken meanwhile: retry at the next check
+                log.error("certificate rotation failed (retried at the next check): %s", exc)
 
     async def rotate_certificate(self, now: int | None = None) -> bool:
         """Apply the identity's schedule at ``now``; if the presented certificate changed, restart the
         TLS server on the same address (sessions of the old one end; peers redial and pin the new
         hash). Returns True if it rotated."""
-        if self._identity is None or self._server is None or self._endpoint_addr is None or self._closed:
+        if self._identity is None or self._endpoint_addr is None or self._closed:
             return False
-        changed = self._identity.maintain(now)
+        self._identity.maintain(now)
+        # compare with what is presented, not with what maintain() says changed: a rotation whose
+        # restart failed (or was half done) is completed by the next call
+        changed = self._identity.current.sha256 != self._presented
         nxt_changed = self._endpoint_addr.cert_sha256 != self._identity.cert_sha256
         if changed:
-            if self._accept_task is not None:
-                self._accept_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._accept_task
-            await self._server.__aexit__(None, None, None)
-            self._server = await start_server(self._bound, self._identity, self._origin, self._consume_origin)
-            self._accept_task = asyncio.create_task(self._accept_loop(), name="moq-accept")
+            self._swap = asyncio.create_task(self._restart_server(), name="moq-cert-swap")
+            await asyncio.shield(self._swap)  # a close() meanwhile waits for it instead of leaking a socket
         if changed or nxt_changed:
             self._endpoint_addr = dataclasses.replace(self._endpoint_addr, cert_sha256=self._identity.cert_sha256)
             self._publish_statement()
             self.on_event({"event": "cert_rotated", "cert_sha256": list(self._identity.cert_sha256)})
         return changed
+
+    async def _restart_server(self) -> None:
+        """Stop accepting, release the port, and serve again on it with the current certificate."""
+        assert self._identity is not None
+        if self._accept_task is not None:
+            self._accept_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._accept_task
+            self._accept_task = None
+        if self._server is not None:
+            old, self._server = self._server, None
+            with contextlib.suppress(moq.Error):
+                await old.__aexit__(None, None, None)
+        self._server = await start_server(self._bound, self._identity, self._origin, self._consume_origin)
+        self._presented = self._identity.current.sha256
+        self._accept_task = asyncio.create_task(self._accept_loop(), name="moq-accept")
 
     async def _accept_loop(self) -> None:
         assert self._server is not None
