@@ -549,8 +549,8 @@ class NodeCore:
             log.warning("chunks %d..%d never arrived; moving on", h.first, h.last)
             self.missing += h.last - h.first + 1
             out.append(Gap(h.first, h.last))
-        for index, held in items:
-            self._last_released = max(self._last_released, index)
+        if items:
+            self._last_released = max(self._last_released, max(index for index, _ in items))
         if items and self._unvouched:  # bounded: what the writer has passed is counted as gaps, if at all
             self._unvouched = {i for i in self._unvouched if i > self._last_released}
         for index, held in items:

@@ -192,6 +192,9 @@ async def _publish(
                 cosigning.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await cosigning
+                for w in core.flush_cosigned():  # held manifests are never lost, even if ingest failed
+                    with contextlib.suppress(ValueError):
+                        writers[w.track].write_group(w.sequence, w.payload)
         log.info(
             "input ended: %d chunks, %d objects, %d manifests, %d damaged chunks dropped",
             core.stats.chunks,
@@ -220,22 +223,38 @@ async def _cosign(
     """Feed the other leader's manifests to the core, and let held manifests go out when due.
 
     If the other leader cannot be reached or goes away, this leader goes on alone (its manifests then
-    carry its signature only, after the hold): co-signing never stops a leader.
+    carry its signature only, after the hold) and dials again with backoff: co-signing never stops
+    a leader.
     """
 
     def write(ws: list[Any]) -> None:
         for w in ws:
-            writers[w.track].write_group(w.sequence, w.payload)
+            try:
+                writers[w.track].write_group(w.sequence, w.payload)
+            except ValueError as exc:  # a finished track (shutting down): nothing more to publish
+                log.debug("co-signing: not published: %s", exc)
 
     async def feed() -> None:
-        try:
-            session = await transport.connect(parse_endpoint_addr(addr), 10.0)
-            sub = await session.subscribe(broadcast, MANIFESTS_TRACK)
-            log.info("co-signing with the leader at %s", session.remote.to_arg())
-            async for ev in sub:
-                write(core.on_peer_manifest(ev.payload, int(time.time() * 1000)))
-        except (EcError, PeerLostError, NotFoundError) as exc:
-            log.warning("co-signing: the other leader is unavailable (%s); signing alone", exc)
+        backoff = 1.0
+        while True:
+            session = None
+            try:
+                session = await transport.connect(parse_endpoint_addr(addr), 10.0)
+                sub = await session.subscribe(broadcast, MANIFESTS_TRACK)
+                log.info("co-signing with the leader at %s", session.remote.to_arg())
+                backoff = 1.0
+                async for ev in sub:
+                    write(core.on_peer_manifest(ev.payload, int(time.time() * 1000)))
+                log.info("co-signing: the other leader's manifests ended")
+                return
+            except (EcError, PeerLostError, NotFoundError) as exc:
+                log.warning("co-signing: the other leader is unavailable (%s); signing alone, retrying in %g s",
+                            exc, backoff)  # fmt: skip
+            finally:
+                if session is not None:
+                    await session.close()
+            await asyncio.sleep(backoff)
+            backoff = min(30.0, backoff * 2)
 
     feeder = asyncio.create_task(feed())
     try:

@@ -151,10 +151,13 @@ class PublishCore:
         """The input ended: sign the open epoch (and publish what still waits for a co-signature)."""
         if self._epochs is None:
             return []
-        out = [w for b in self._epochs.finish(now_ms) for w in self._manifest(b, now_ms)]
-        if self.cosigner is not None:
-            out.extend(self._write(m) for m in self.cosigner.flush())
-        return out
+        return [w for b in self._epochs.finish(now_ms) for w in self._manifest(b, now_ms)] + self.flush_cosigned()
+
+    def flush_cosigned(self) -> list[GroupWrite]:
+        """Everything still held for a co-signature, now (alone): the publisher is stopping."""
+        if self.cosigner is None:
+            return []
+        return [self._write(m) for m in self.cosigner.flush()]
 
     def on_peer_manifest(self, data: bytes, now_ms: int) -> list[GroupWrite]:
         """A frame of the other leader's ``manifests`` track (``--cosign``)."""
