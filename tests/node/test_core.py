@@ -637,3 +637,16 @@ def test_objects_for_indices_no_manifest_named_do_not_make_a_clean_run_incomplet
     r.advance(60.0)
     assert len(r.segments()) == len(PUB.objects)
     assert r.of(Exit)[0].code is ExitCode.OK and r.core.status().missing == 0
+
+
+def test_a_huge_group_sequence_from_a_peer_neither_hides_the_tail_nor_costs_memory() -> None:
+    """Review finding: group sequences are the peer's word; only indices that passed the checks count."""
+    r = Run()
+    r.up()
+    for m in PUB.manifests:
+        r.man(m)
+    r.obj(PUB.objects[0].payload, seq=PUB.objects[0].sequence)
+    r.obj(b"junk", "a", 10**18)  # undecodable, at an absurd group number
+    assert r.core._max_chunk_seen == PUB.objects[0].sequence
+    assert len(r.core._owed_manifests()) <= 64
+    assert r.core._listed_tail()  # the chunks the manifests list above what came are still owed

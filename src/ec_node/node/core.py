@@ -147,7 +147,7 @@ class NodeCore:
         self._untrusted_said: set[tuple[str, ...]] = set()  # signer sets already named (each said once)
         self._objects_done_at: float | None = None
         self._manifests_ending: Ending | None = None  # the manifests track ended: over once its grace passes
-        self._max_chunk_seen = -1  # highest chunk group sequence received
+        self._max_chunk_seen = -1  # highest chunk index received that decoded and was accepted or buffered
         self._max_manifest_seen = -1  # highest manifest group sequence received
         self._max_listed = -1  # highest chunk index a usable manifest covers
         # highest index any manifest from the leader covers, usable or refused: unvouched objects
@@ -289,7 +289,6 @@ class NodeCore:
     def _object_arrived(self, group: GroupReceived, now: float, out: list[Output]) -> None:
         if self.ledger.is_dropped(group.peer):
             return
-        self._max_chunk_seen = max(self._max_chunk_seen, group.sequence)
         s = self.settings
         if self.ledger.penalized(group.peer) and not group.backfilled:
             # a peer that lied before waits its turn: an honest copy that arrives meanwhile wins
@@ -304,6 +303,8 @@ class NodeCore:
         if d.verdict is Verdict.REJECTED and d.chunk_index is None and d.reason in PEER_FAULTS:
             self._note_lie(sequence, peer)  # undecodable: the group it came as is the index it lied about
         if d.chunk_index is not None and d.verdict in (Verdict.PENDING, Verdict.ACCEPTED):
+            # (not the group's sequence: a peer can send any number there; this index passed the checks)
+            self._max_chunk_seen = max(self._max_chunk_seen, d.chunk_index)
             self._arrived.setdefault(d.chunk_index, arrived)
             while len(self._arrived) > 4 * self.verifier.max_pending_objects + self.settings.max_held:
                 self._arrived.popitem(last=False)  # bounded: figures only
@@ -430,7 +431,8 @@ class NodeCore:
         e = self._epoch_chunks
         owed = {i // e for i in self.verifier.pending_indices()}
         if self._max_chunk_seen >= 0:  # chunks past the last manifest: theirs were overtaken too
-            owed |= set(range(self._max_manifest_seen + 1, self._max_chunk_seen // e + 1))
+            top = self._max_chunk_seen // e
+            owed |= set(range(max(self._max_manifest_seen + 1, top - 63), top + 1))  # bounded
         return tuple(sorted(owed)[-64:])
 
     def _listed_tail(self) -> tuple[int, ...]:
