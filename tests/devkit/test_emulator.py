@@ -263,6 +263,31 @@ def test_cut_mid_stream_ends_iterator(hdhr_media: Path) -> None:
     assert data == expected_bytes(hdhr_media, 1.0)
 
 
+def test_take_off_air_ends_only_that_channels_streams_until_put_on_air(hdhr_media: Path) -> None:
+    with HdhrEmulator(hdhr_media, serve_speed=1.0, tuners=3, channels=[("7.1", "A"), ("9.1", "B")]) as e:
+        c = client_for(e)
+        a, b = c.open_stream("7.1"), c.open_stream("9.1")
+        try:
+            assert next(a)[:1] == b"\x47" and next(b)[:1] == b"\x47"
+            assert e.streams_of("7.1") == 1 and e.streams_of("9.1") == 1
+            assert e.take_off_air("9.1") == 1
+            b"".join(b)  # 9.1's body ends (must not hang or raise) ...
+            assert b.end_reason == "eof"
+            assert next(a)[:1] and e.streams_of("7.1") == 1  # ... 7.1's goes on
+            assert e.streams_of("9.1") == 0
+            with pytest.raises(ConfigError, match="no signal on channel 9.1.*807 No Video Data"):
+                c.open_stream("9.1")
+            status, headers, _ = get(e.stream_port, "/auto/v9.1")
+            assert status == 503 and headers["x-hdhomerun-error"] == "807 No Video Data"
+            e.put_on_air("9.1")
+            with c.open_stream("9.1", duration_s=1) as again:
+                assert sum(len(x) for x in again) > 0
+        finally:
+            a.close()
+            b.close()
+        assert e.wait_tuners_free(timeout=10)
+
+
 def test_emulator_stop_mid_stream_ends_iterator(hdhr_media: Path) -> None:
     e = HdhrEmulator(hdhr_media, serve_speed=1.0).start()
     try:

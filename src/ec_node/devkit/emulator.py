@@ -16,7 +16,9 @@ Fault injection (constructor args and CLI flags): ``tuning_delay_ms`` before hea
 ``cut_after_s`` (close every stream after that much media), ``junk_at_s`` (100 non-TS bytes
 once per stream), ``busy_for_s`` (503/805 for everything during the first seconds),
 ``serve_speed`` (0 = unpaced) and ``tune_error`` (answer every tune with 503 and this code,
-e.g. 806 or 807, after the tuning delay).
+e.g. 806 or 807, after the tuning delay). Per channel, at run time: :meth:`HdhrEmulator.take_off_air`
+(the channel loses its signal: its streams end now and tuning it answers 503/807 until
+:meth:`HdhrEmulator.put_on_air`), so a test can fault one channel and watch the others go on.
 """
 
 from __future__ import annotations
@@ -233,6 +235,8 @@ class HdhrEmulator:
         self._released = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._started_at = 0.0
+        self._off_air: set[str] = set()  # guide numbers without a signal (take_off_air)
+        self._streams: dict[int, tuple[str, threading.Event]] = {}  # live streams: guide number, cut
         self._threads: list[threading.Thread] = []
         self._control: _Server | None = None
         self._stream: _Server | None = None
@@ -272,6 +276,9 @@ class HdhrEmulator:
     def stop(self) -> None:
         """Stop listening, end every stream, join every thread."""
         self._stop.set()
+        with self._lock:
+            for _, cut in self._streams.values():
+                cut.set()
         if self._udp is not None:  # wake the discovery thread now rather than at its next timeout
             with contextlib.suppress(OSError):
                 self._udp.sendto(b"", self._udp.getsockname())
@@ -441,6 +448,31 @@ class HdhrEmulator:
         with self._lock:
             return sum(t is not None for t in self._tuners)
 
+    # -- per-channel faults -----------------------------------------------------------------------
+
+    def take_off_air(self, guide_number: str) -> int:
+        """The channel loses its signal: every stream of it ends now (the client sees the body end)
+        and tuning it answers 503 with 807 No Video Data until :meth:`put_on_air`. Other channels
+        are untouched. Returns how many streams were cut."""
+        with self._lock:
+            self._off_air.add(guide_number)
+            cuts = [cut for gn, cut in self._streams.values() if gn == guide_number]
+        for cut in cuts:
+            cut.set()
+        log.info("channel %s off the air (%d streams cut)", guide_number, len(cuts))
+        return len(cuts)
+
+    def put_on_air(self, guide_number: str) -> None:
+        """The channel's signal is back: tuning it streams again."""
+        with self._lock:
+            self._off_air.discard(guide_number)
+        log.info("channel %s back on the air", guide_number)
+
+    def streams_of(self, guide_number: str) -> int:
+        """How many streams of this channel are being served now."""
+        with self._lock:
+            return sum(1 for gn, _ in self._streams.values() if gn == guide_number)
+
     # -- streams ----------------------------------------------------------------------------------
 
     def _serve_stream(self, h: _StreamHandler) -> None:
@@ -483,16 +515,34 @@ class HdhrEmulator:
             if self.tune_error is not None:
                 h._error(503, self.tune_error)
                 return
+            with self._lock:
+                off_air = channel.guide_number in self._off_air
+            if off_air:
+                h._error(503, 807)
+                return
             h.send_response(200)
             h.send_header("Content-Type", "video/mpeg")
             h.send_header("X-HDHomeRun-Resource", f"tuner{got}")
             h.send_header("Connection", "close")
             h.end_headers()
-            self._pump(h, duration)
+            self._pump(h, duration, channel.guide_number)
         finally:
             self._release(got)
 
-    def _pump(self, h: _StreamHandler, duration: float | None) -> None:
+    def _pump(self, h: _StreamHandler, duration: float | None, guide_number: str) -> None:
+        cut = threading.Event()  # set by take_off_air (this channel) or stop (every stream)
+        token = id(cut)
+        with self._lock:
+            self._streams[token] = (guide_number, cut)
+            if guide_number in self._off_air or self._stop.is_set():
+                cut.set()
+        try:
+            self._pump_until(h, duration, cut)
+        finally:
+            with self._lock:
+                self._streams.pop(token, None)
+
+    def _pump_until(self, h: _StreamHandler, duration: float | None, cut: threading.Event) -> None:
         limit = duration
         if self.cut_after_s is not None:
             limit = self.cut_after_s if limit is None else min(limit, self.cut_after_s)
@@ -506,9 +556,9 @@ class HdhrEmulator:
                     break
                 if self.serve_speed > 0:
                     wait = start + seg.media_s / self.serve_speed - time.monotonic()
-                    if wait > 0 and self._stop.wait(wait):
+                    if wait > 0 and cut.wait(wait):
                         break
-                if self._stop.is_set():
+                if cut.is_set():
                     break
                 if junk_at is not None and seg.media_s >= junk_at:
                     h.wfile.write(JUNK)
