@@ -88,6 +88,33 @@ def test_file_and_remote_channels() -> None:
     assert r.relay_identity != r.identity
 
 
+def test_relays_dialled_by_url_can_be_pinned_or_given_a_ca() -> None:
+    fp = "AB:" * 31 + "AB"
+    cfg = parse(
+        f"""
+        [defaults]
+        tls_fingerprint = "{fp}"
+
+        [[channel]]
+        guide_number = "7.1"
+        roles = ["objects"]
+        push = ["moql://relay.lan:4443/"]
+
+        [[channel]]
+        guide_number = "9.1"
+        roles = ["objects"]
+        push = ["https://relay.lan/anon"]
+        tls_fingerprint = ["{"0" * 64}", "{"1" * 64}"]
+        tls_ca = "relay-ca.pem"
+        """
+    )
+    a, b = cfg.channels  # type: ignore[attr-defined]
+    assert a.tls_fingerprints == ("ab" * 32,) and a.tls_ca is None  # colons and case as --tls-fingerprint takes
+    assert b.tls_fingerprints == ("0" * 64, "1" * 64) and b.tls_ca == Path("/etc/ec-node/relay-ca.pem")
+    bad = '[[channel]]\nguide_number = "7.1"\nroles = ["objects"]\ntls_fingerprint = "abc"'
+    assert "channel[1] (7.1).tls_fingerprint: must be certificate SHA-256s in hex" in error(bad)
+
+
 def test_lineup_channels_take_the_defaults() -> None:
     head = HEAD.replace("tuners = 2", 'tuners = 2\nchannels = "all"')
     cfg = parse_config(

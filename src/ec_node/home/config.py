@@ -24,6 +24,7 @@ from ec_node.hdhr.api import format_host, parse_host
 from ec_node.integrity.errors import InvalidValueError
 from ec_node.integrity.keys import parse_signer_id
 from ec_node.transport.addr import AddressError, parse_host_port
+from ec_node.transport.relay_auth import parse_fingerprint
 
 #: the roles a channel can take, in the order they start (a relay and a watcher pull from the publisher)
 ROLES = ("leader", "objects", "relay", "watch")
@@ -56,6 +57,8 @@ class ChannelSpec:
     relay_identity: Path = Path()
     push: tuple[str, ...] = ()
     jwt_file: Path | None = None
+    tls_fingerprints: tuple[str, ...] = ()  # pins for the relays dialled by URL (push, URL remotes)
+    tls_ca: Path | None = None  # ... or a PEM CA file instead of the system roots
     remotes: tuple[str, ...] = ()
     remote_manifests: str | None = None
     trust_signers: tuple[str, ...] = ()
@@ -175,7 +178,8 @@ def _show(v: object) -> str:
 
 _CHANNEL_KEYS = (
     "name", "guide_number", "input", "roles", "signing_key", "listen", "advertise", "identity",
-    "relay_listen", "relay_advertise", "relay_identity", "push", "jwt_file", "remotes", "remote_manifests",
+    "relay_listen", "relay_advertise", "relay_identity", "push", "jwt_file", "tls_fingerprint", "tls_ca", "remotes",
+    "remote_manifests",
     "trust_signer", "watch_http", "output_dir", "hls_window", "realtime", "cache_mb",
 )  # fmt: skip
 _PER_CHANNEL_ONLY = ("name", "guide_number", "input")
@@ -350,6 +354,12 @@ def _channel(
         if not url.startswith(_URL_SCHEMES):
             raise t.fail("push", f"{url!r} must be a moql://, moqt:// or https:// relay URL")
     jwt_text = t.str_("jwt_file")
+    pins = t.strs("tls_fingerprint", one_ok=True) or ()
+    try:
+        tls_fingerprints = tuple(parse_fingerprint(fp) for fp in pins)
+    except UsageError:
+        raise t.fail("tls_fingerprint", "must be certificate SHA-256s in hex (64 digits each)") from None
+    tls_ca_text = t.str_("tls_ca")
     remotes = t.strs("remotes") or ()
     remote_manifests = t.str_("remote_manifests")
     trust = t.strs("trust_signer", one_ok=True) or ()
@@ -411,6 +421,8 @@ def _channel(
         relay_identity=p(relay_identity_text) if relay_identity_text else cfg.identity_dir / name / "relay",
         push=push,
         jwt_file=p(jwt_text) if jwt_text else None,
+        tls_fingerprints=tls_fingerprints,
+        tls_ca=p(tls_ca_text) if tls_ca_text else None,
         remotes=remotes,
         remote_manifests=remote_manifests,
         trust_signers=trust_signers,

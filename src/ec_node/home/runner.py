@@ -171,7 +171,8 @@ class ChannelRun:
     def _url_peers(self) -> Any:
         from ec_node.transport.relay_auth import UrlPeerOptions, load_jwt
 
-        return UrlPeerOptions(jwt=load_jwt(self.spec.jwt_file)) if self.spec.jwt_file else UrlPeerOptions()
+        s = self.spec
+        return UrlPeerOptions(s.tls_fingerprints, s.tls_ca, load_jwt(s.jwt_file) if s.jwt_file else None)
 
     def _publish(self, sink: TextIO) -> Any:
         from ec_node.pipeline.publish import PublishConfig, run_publish
