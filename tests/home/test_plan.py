@@ -78,6 +78,17 @@ def test_ends_a_file_channel_but_retries_a_tuner_that_ended() -> None:
     assert plan.channels["7.1"].state == "retrying" and plan.channels["7.1"].last_error == "tuner stream ended"
 
 
+def test_retries_a_remote_channel_whose_upstream_ended() -> None:
+    # its upstream (another node's publisher) ended, e.g. to restart after its own tuner fault: a
+    # viewer or relay of a live channel tries again (re-reading @FILE remotes) instead of ending for good
+    plan = Plan([remote("far")], tuners=1, policy=POLICY)
+    plan.step(0.0)
+    assert plan.exited("far", Outcome.OK, 30.0) == []
+    st = plan.channels["far"]
+    assert st.state == "retrying" and st.last_error == "the stream it pulls ended" and st.retry_at == 32.0
+    assert started(plan.step(32.0)) == [("far", None)] and st.starts == 2
+
+
 def test_reload_keeps_unchanged_restarts_changed_stops_removed_adds_new() -> None:
     a, b, c = tuner("7.1"), tuner("9.1"), remote("far")
     plan = Plan([a, b, c], tuners=3, policy=POLICY)

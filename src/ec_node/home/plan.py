@@ -14,7 +14,9 @@ The rules, in full:
 * **Faults.** A channel whose tasks fail (a busy tuner, an unknown channel, a lost peer) is
   retried after ``base_s``, doubling up to ``cap_s``; a run that lasted ``healthy_s`` starts the
   doubling over. Other channels are not touched. A tuner channel that ends by itself is a fault
-  too (a live channel does not end); any other channel that ends by itself is ``ended``.
+  too (a live channel does not end), and so is a channel that only pulls from remotes (its upstream
+  ended: a publisher restarting after its own fault comes back, maybe at a new address its address
+  file names); a file channel that ends by itself is ``ended``.
 * **Reload.** An unchanged channel (equal :class:`~ec_node.home.config.ChannelSpec`) keeps
   running untouched; a changed one is stopped and started with its new spec (its backoff cleared);
   a removed one is stopped and forgotten; a new one is queued.
@@ -130,11 +132,12 @@ class Plan:
             st.spec, st.pending, st.failures, st.last_error, st.state = st.pending, None, 0, None, "queued"
         elif outcome is Outcome.STOPPED:
             st.state = "queued"  # stopped by the plan (fewer tuners): waits for one again
-        elif outcome is Outcome.OK and not st.spec.uses_tuner:
-            st.state = "ended"
+        elif outcome is Outcome.OK and st.spec.source is not None and not st.spec.uses_tuner:
+            st.state = "ended"  # a file played to its end
         else:
             st.failures = 1 if ran >= self.policy.healthy_s else st.failures + 1
-            st.last_error = error or ("tuner stream ended" if outcome is Outcome.OK else outcome.value)
+            ended = "tuner stream ended" if st.spec.uses_tuner else "the stream it pulls ended"
+            st.last_error = error or (ended if outcome is Outcome.OK else outcome.value)
             st.state, st.retry_at = "retrying", now + self.policy.delay(st.failures)
         return self.step(now)
 
