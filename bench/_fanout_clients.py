@@ -107,6 +107,16 @@ async def _read(track: moq.TrackConsumer, rec: Client) -> None:
         pass
 
 
+async def stop_all(readers: list[asyncio.Task[None]], holders: list[moq.Client]) -> None:
+    """Cancel the readers, then close the clients (ignoring a client that already failed)."""
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    for client in holders:
+        with contextlib.suppress(moq.Error):
+            await client.__aexit__(None, None, None)
+
+
 async def _start(
     name: str, addr: str, broadcast: str, timeout_s: float, holders: list[moq.Client]
 ) -> tuple[Client, asyncio.Task[None] | None]:
@@ -191,12 +201,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         emit({"event": "window_end"})
         await asyncio.sleep(args.grace)
     finally:
-        for task in readers:
-            task.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
-        for client in holders:
-            with contextlib.suppress(moq.Error):
-                await client.__aexit__(None, None, None)
+        await stop_all(readers, holders)
 
     ref_at = {seq: at for seq, _, at in ref.got if t0 <= at <= t1}
     expected = {seq: size for seq, size, at in ref.got if seq in ref_at}

@@ -356,14 +356,19 @@ COLUMNS = [
 ]  # fmt: skip
 
 
-def format_row(r: dict[str, Any]) -> str:
+def table_cells(columns: list[tuple[str, str, int]], r: dict[str, Any], ratio: tuple[str, str]) -> str:
+    """One row's cells, right-aligned to ``columns``; ``ratio`` = (key, total key) shown as "a/b"."""
     cells = []
-    for key, _, width in COLUMNS:
+    for key, _, width in columns:
         v = r.get(key)
-        if key == "whole" and r.get("ok"):
-            v = f"{v}/{r['k']}"
+        if key == ratio[0] and r.get("ok"):
+            v = f"{v}/{r[ratio[1]]}"
         cells.append(f"{'-' if v is None else v!s:>{width}}")
-    line = " ".join(cells)
+    return " ".join(cells)
+
+
+def format_row(r: dict[str, Any]) -> str:
+    line = table_cells(COLUMNS, r, ("whole", "k"))
     if not r.get("ok"):
         line += f"  ERROR {r.get('error', '')[:160]}"
     elif r.get("capped"):

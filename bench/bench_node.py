@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
@@ -55,7 +54,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_fanout import Proc, busy_s, cpu_s, status_mb
+from bench_fanout import Proc, busy_s, cpu_s, status_mb, table_cells
 
 from ec_node.devkit.media_cache import cached_media
 from ec_node.devkit.synth import preset_options
@@ -82,7 +81,7 @@ def guide_numbers(n: int) -> list[str]:
 async def _clients(spec: list[dict[str, str]], seconds: float, warmup: float, deadline_in: float) -> dict[str, Any]:
     """Subscribe to every channel, measure one window, judge each channel; the result line."""
     import moq
-    from _fanout_clients import Client, _cpu_s, _open, _read, _subscribe, emit
+    from _fanout_clients import Client, _cpu_s, _open, _read, _subscribe, emit, stop_all
 
     t_start = time.monotonic()
     deadline = t_start + deadline_in
@@ -110,12 +109,7 @@ async def _clients(spec: list[dict[str, str]], seconds: float, warmup: float, de
         emit({"event": "window_end"})
         await asyncio.sleep(CHUNK_S)  # a group that completed in the window is still being read
     finally:
-        for task in readers:
-            task.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
-        for client in holders:
-            with contextlib.suppress(moq.Error):
-                await client.__aexit__(None, None, None)
+        await stop_all(readers, holders)
     chans = [_judge(rec, t0, t1) for rec in recs]
     return {
         "event": "result",
@@ -342,13 +336,7 @@ COLUMNS = [
 
 
 def format_row(r: dict[str, Any]) -> str:
-    cells = []
-    for key, _, width in COLUMNS:
-        v = r.get(key)
-        if key == "realtime" and r.get("ok"):
-            v = f"{v}/{r['n']}"
-        cells.append(f"{'-' if v is None else v!s:>{width}}")
-    line = " ".join(cells)
+    line = table_cells(COLUMNS, r, ("realtime", "n"))
     if not r.get("ok"):
         line += f"  ERROR {r.get('error', '')[:200]}"
     else:

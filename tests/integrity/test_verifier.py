@@ -370,6 +370,11 @@ def o_plain(k: int) -> bytes:
     return (seed * (3000 // len(seed) + 1))[:3000]
 
 
+def _with_payload_of(honest: bytes, other: bytes) -> bytes:
+    """The honest frame's metadata in front of another frame's ciphertext (a forgery)."""
+    return encode_frame(decode_frame(honest).meta, bytes(decode_frame(other).payload))
+
+
 def _frame_hash(frame: bytes) -> str:
     return blake3.blake3(frame).hexdigest()
 
@@ -396,8 +401,7 @@ def test_keyless_forgery_with_honest_metadata_is_stopped_by_the_object_commitmen
     or later copy alike."""
     honest = seal(2)
     forged_meta = seal_object(cipher, 2, b"forged bytes", epoch_id=honest.meta.epoch_id, chunk_duration_ms=2000)
-    meta_len = int.from_bytes(honest.frame[:4], "big")
-    forged = honest.frame[: 4 + meta_len] + forged_meta.frame[4 + int.from_bytes(forged_meta.frame[:4], "big") :]
+    forged = _with_payload_of(honest.frame, forged_meta.frame)
     m = make_manifest(2, {2: honest.meta.chunk_hash}, objects={2: _frame_hash(honest.frame)})
     v = _v(None, signer)
     v.add_manifest(m.encode())
@@ -458,8 +462,7 @@ def test_a_forgery_buffered_first_does_not_shadow_the_honest_copy(
     differ in bytes) and the manifest's commitment then picks the honest one."""
     honest = seal(4)
     other = seal_object(cipher, 4, b"forged", epoch_id=honest.meta.epoch_id, chunk_duration_ms=2000)
-    meta_len = int.from_bytes(honest.frame[:4], "big")
-    forged = honest.frame[: 4 + meta_len] + other.frame[4 + int.from_bytes(other.frame[:4], "big") :]
+    forged = _with_payload_of(honest.frame, other.frame)
     v = _v(None, signer)
     assert v.add_object(forged, source="forger").verdict is Verdict.PENDING
     assert v.add_object(honest.frame, source="honest").verdict is Verdict.PENDING  # not a "duplicate"

@@ -25,8 +25,9 @@ from ec_node.pipeline.ingest import (
     read_url,
     reconnecting,
 )
-from ec_node.ts.packets import PCR_HZ
 from ec_node.ts.pcr import pcr_span_s
+
+from support.pcrts import FakeClock, pcr_packet
 
 FAST = ReconnectPolicy(backoff_s=0.001, max_backoff_s=0.004)
 
@@ -302,49 +303,23 @@ def test_url_not_found_is_bad_input(head_3s: bytes) -> None:
 # -- real-time pacing (the pure pacer, and its shell on a fake clock) --------------------------------
 
 
-NULL_PACKET = bytes([0x47, 0x1F, 0xFF, 0x10]) + bytes(184)
-
-
-def _pcr_packet(seconds: float, pid: int = 0x31) -> bytes:
-    """A TS packet carrying only a PCR of ``seconds``, and a null packet."""
-    base, ext = divmod(round(seconds * PCR_HZ), 300)
-    af = bytes([7, 0x10]) + (base << 15 | 0x7E00 | ext).to_bytes(6, "big")
-    pkt = bytes([0x47, pid >> 8, pid & 0xFF, 0x20]) + af + b"\xff" * (188 - 4 - len(af))
-    return pkt + NULL_PACKET  # (the framer holds a stream's last packet back until the next one starts)
-
-
-class FakeClock:
-    """``now`` only moves when someone sleeps (or the test says so)."""
-
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 def test_pacer_anchors_at_the_first_pcr_it_is_fed_and_again_after_a_jump() -> None:
     p = PcrPacer()
     assert p.wait_s(b"\x47" + bytes(187), now=50.0) == 0.0  # no PCR yet: nothing to pace by
-    assert p.wait_s(_pcr_packet(10.0), now=100.0) == 0.0  # the anchor: media 10.0 s is due at 100.0
-    assert p.wait_s(_pcr_packet(10.5), now=100.0) == pytest.approx(0.5)
-    assert p.wait_s(_pcr_packet(11.0), now=100.7) == pytest.approx(0.3)
-    assert p.wait_s(_pcr_packet(11.2), now=105.0) == 0.0  # late: at once, never negative
-    assert p.wait_s(_pcr_packet(3.0), now=106.0) == 0.0  # the clock jumped back (a loop): a new anchor
-    assert p.wait_s(_pcr_packet(3.5), now=106.0) == pytest.approx(0.5)
-    assert PcrPacer(speed=2.0).wait_s(_pcr_packet(0.0), 0.0) == 0.0
+    assert p.wait_s(pcr_packet(10.0), now=100.0) == 0.0  # the anchor: media 10.0 s is due at 100.0
+    assert p.wait_s(pcr_packet(10.5), now=100.0) == pytest.approx(0.5)
+    assert p.wait_s(pcr_packet(11.0), now=100.7) == pytest.approx(0.3)
+    assert p.wait_s(pcr_packet(11.2), now=105.0) == 0.0  # late: at once, never negative
+    assert p.wait_s(pcr_packet(3.0), now=106.0) == 0.0  # the clock jumped back (a loop): a new anchor
+    assert p.wait_s(pcr_packet(3.5), now=106.0) == pytest.approx(0.5)
+    assert PcrPacer(speed=2.0).wait_s(pcr_packet(0.0), 0.0) == 0.0
     with pytest.raises(ValueError):
         PcrPacer(speed=0)
 
 
 def test_pace_by_pcr_starts_its_clock_at_the_first_read_not_when_it_is_made() -> None:
     clock = FakeClock()
-    pieces = [_pcr_packet(i * 0.5) for i in range(9)]  # 4 s of media
+    pieces = [pcr_packet(i * 0.5) for i in range(9)]  # 4 s of media
     paced = pace_by_pcr(pieces, clock=clock, sleep=clock.sleep)
     clock.now = 30.0  # made, then left alone for a while (a probe, a startup delay)
     released = []

@@ -20,31 +20,12 @@ from ec_node.devkit.emulator import HdhrEmulator
 from ec_node.devkit.procs import stop_process
 from ec_node.errors import ExitCode
 from ec_node.pipeline.publish import ingest_reads
-from ec_node.ts.packets import PCR_HZ
 
-NULL_PACKET = bytes([0x47, 0x1F, 0xFF, 0x10]) + bytes(184)
-
-
-def _pcr_packet(seconds: float, pid: int = 0x31) -> bytes:
-    base, ext = divmod(round(seconds * PCR_HZ), 300)
-    af = bytes([7, 0x10]) + (base << 15 | 0x7E00 | ext).to_bytes(6, "big")
-    pkt = bytes([0x47, pid >> 8, pid & 0xFF, 0x20]) + af + b"\xff" * (188 - 4 - len(af))
-    return pkt + NULL_PACKET  # (the framer holds a stream's last packet back until the next one starts)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
+from support.pcrts import FakeClock, pcr_packet
 
 
 def _source() -> Iterator[bytes]:
-    return iter([_pcr_packet(i * 0.5) for i in range(25)])  # 12 s of media, a PCR every 0.5 s
+    return iter([pcr_packet(i * 0.5) for i in range(25)])  # 12 s of media, a PCR every 0.5 s
 
 
 @pytest.mark.parametrize("delay_s", [0.0, 11.5])
