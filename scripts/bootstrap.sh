@@ -17,7 +17,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 echo "ec-node: set-up: installing ec-node and its pinned Python dependencies into ${VENV/#$ROOT\//./} and the watch page's npm packages into web/node_modules (npm ci); nothing else" >&2
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT"
+"$VENV/bin/python" -m pip install -qq --disable-pip-version-check -e "$ROOT"
 # hls.js for the watch page (served at /vendor/hls.min.js), pinned by web/package-lock.json.
 # The copy of the lock kept in node_modules tells whether the installed tree is the locked one.
 WEB="$ROOT/web"

@@ -6,7 +6,7 @@ source "$ROOT/scripts/bootstrap.sh"
 # Test-only installs, which the demo never makes: the [test] extra (pytest, hypothesis, ruff, mypy,
 # playwright, ...) and, as root with apt, SiliconDust's hdhomerun-config for the emulator test.
 echo "ec-node: test set-up: the [test] extra (pytest, hypothesis, ruff, mypy, playwright, m3u8, PyJWT) into ${VENV/#$ROOT\//./}" >&2
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test]"
+"$VENV/bin/python" -m pip install -qq --disable-pip-version-check -e "$ROOT[test]"
 if ! command -v hdhomerun_config >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "ec-node: test set-up: installing hdhomerun-config with apt-get (for the emulator test)" >&2
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hdhomerun-config) >/dev/null 2>&1 \

@@ -81,7 +81,7 @@ def test_the_demo_set_up_installs_the_package_without_test_extras_and_no_system_
     r = _run(root, env, "demo.sh")
     assert r.returncode == 0, r.stderr
     calls = log.read_text().splitlines()
-    assert f"python -m pip install -q --disable-pip-version-check -e {root}" in calls
+    assert f"python -m pip install -qq --disable-pip-version-check -e {root}" in calls
     assert not [c for c in calls if "[test]" in c]  # no pytest, ruff, mypy, ...
     assert not [c for c in calls if c.startswith("apt-get")]  # run as root, still no apt-get
     assert any(c.startswith("npm ci --prefix") for c in calls)  # the watch page's packages
@@ -97,7 +97,7 @@ def test_the_test_command_adds_the_test_extra_and_says_it_installs_hdhomerun_con
     r = _run(root, env, "test.sh")
     assert r.returncode == 0, r.stderr
     calls = log.read_text().splitlines()
-    assert f"python -m pip install -q --disable-pip-version-check -e {root}[test]" in calls
+    assert f"python -m pip install -qq --disable-pip-version-check -e {root}[test]" in calls
     assert "apt-get install -y -qq hdhomerun-config" in calls
     assert "ec-node: test set-up: installing hdhomerun-config with apt-get (for the emulator test)" in r.stderr
     assert "[test] extra" in r.stderr
