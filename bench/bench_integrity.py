@@ -2,7 +2,9 @@
 
 seal   = BLAKE3 chunk hash + synthetic IV + ChaCha20-Poly1305 (per-object subkey) + frame encoding
 open   = frame decoding + decryption + chunk_hash and nonce checks
-verify = the full subscriber path: Verifier.add_object against a usable manifest
+verify = the full subscriber path: Verifier.add_object against a usable version-1 manifest
+verify2 = the same against a version-2 manifest (adds the BLAKE3 of the whole frame)
+keyless2 = a keyless relay against a version-2 manifest (the commitment is its only ciphertext check)
 
 Run: .venv/bin/python bench/bench_integrity.py [--chunks N] [--size BYTES]
 Prints one line per measurement (median over N chunks, MB = 10^6 bytes).
@@ -23,6 +25,8 @@ import argparse
 import os
 import statistics
 import time
+
+import blake3
 
 from ec_node.integrity.aead import StreamCipher
 from ec_node.integrity.keys import derive_stream_key
@@ -84,19 +88,24 @@ def main() -> None:
     _report("open", open_t, args.size)
 
     signer = Signer.generate()
-    verifier = Verifier(STREAM, key, trusted_signers=[signer.signer_id])
-    for i, h in hashes.items():
-        body = build_epoch_body(
-            STREAM, i, 1, {i: h}, chunk_duration_ms=2000, encoder_profile_id="passthrough", created_unix_ms=0
-        )
-        verifier.add_manifest(signer.sign(body).encode())
-    ver_t: list[float] = []
-    for f in frames:
-        t0 = time.perf_counter()
-        d = verifier.add_object(f)
-        ver_t.append(time.perf_counter() - t0)
-        assert d.verdict is Verdict.ACCEPTED, d
-    _report("verify", ver_t, args.size)
+    commits = dict(zip(hashes, (blake3.blake3(f).hexdigest() for f in frames), strict=True))
+    # version 1 (plaintext hashes only), version 2 (what leaders sign: also each frame's BLAKE3), and
+    # version 2 without the key (a keyless relay: the commitment is its only check of the ciphertext)
+    for name, stream_key, v2 in (("verify", key, False), ("verify2", key, True), ("keyless2", None, True)):
+        verifier = Verifier(STREAM, stream_key, trusted_signers=[signer.signer_id])
+        for i, h in hashes.items():
+            body = build_epoch_body(
+                STREAM, i, 1, {i: h}, chunk_duration_ms=2000, encoder_profile_id="passthrough",
+                created_unix_ms=None if v2 else 0, objects={i: commits[i]} if v2 else None,
+            )  # fmt: skip
+            verifier.add_manifest(signer.sign(body).encode())
+        ver_t: list[float] = []
+        for f in frames:
+            t0 = time.perf_counter()
+            d = verifier.add_object(f)
+            ver_t.append(time.perf_counter() - t0)
+            assert d.verdict is Verdict.ACCEPTED, d
+        _report(name, ver_t, args.size)
 
 
 if __name__ == "__main__":
