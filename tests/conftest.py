@@ -22,7 +22,7 @@ MPEG2_OPEN_GOP_OPTS: SynthOptions = preset_options("small", "mpeg2", duration_s=
 # Same as MPEG2_OPTS but CBR with null padding kept (muxrate = SynthResult.muxrate).
 MPEG2_CBR_OPTS: SynthOptions = preset_options("small", "mpeg2", duration_s=12.0, null_padding=True)
 # Small H.264 + AAC, closed GOP of 15 frames, null-stripped.
-H264_OPTS: SynthOptions = preset_options("small", "h264", duration_s=8.0)
+H264_OPTS: SynthOptions = preset_options("small", "h264", duration_s=10.0)
 
 
 @pytest.fixture(scope="session")

@@ -368,3 +368,50 @@ def test_bad_media_is_bad_input(tmp_path: Path) -> None:
 def test_bad_stream_requests_get_http_errors(emu: HdhrEmulator, path: str, status: int) -> None:
     assert get(emu.stream_port, path)[0] == status
     assert emu.tuners_in_use() == 0
+
+
+def _stt_times(data: bytes) -> list[int]:
+    """The UTC seconds of every STT in ``data`` (each CRC-checked by the strict parser)."""
+    from ec_node.ts.psip import PSIP_BASE_PID, TID_STT, parse_stt
+    from ec_node.ts.section import SectionReassembler
+
+    col = SectionReassembler(PSIP_BASE_PID)
+    out = []
+    for off in range(0, len(data), PACKET_SIZE):
+        if pid_of(data, off) == PSIP_BASE_PID:
+            out += [
+                parse_stt(s.data).unix_seconds for s in col.feed(data[off : off + PACKET_SIZE]) if s.data[0] == TID_STT
+            ]
+    return out
+
+
+def test_broadcast_time_runs_on_across_loops_and_re_tunes(media_mpeg2: Path) -> None:
+    """The STT keeps counting when the file loops and when a channel is tuned again, so chunk indices
+    anchored to it (PROTOCOL.md section 1) go on rising, as a real station's would."""
+    from ec_node.ts.chunker import chunk_stream
+
+    loop_s = load_ts(media_mpeg2.read_bytes()).loop_s
+    with HdhrEmulator(media_mpeg2, serve_speed=0) as e:
+        with client_for(e).open_stream("7.1", duration_s=2.5 * loop_s) as s:
+            first = b"".join(s)
+        with client_for(e).open_stream("7.1", duration_s=2.0) as s:  # a re-tune: the channel's second stream
+            again = b"".join(s)
+    times = _stt_times(first)
+    steps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert times and all(0 <= d <= 2 for d in steps), steps  # one a second (or so), never back, across two loops
+    assert times[-1] - times[0] >= 2 * round(loop_s)
+    assert _stt_times(again)[0] == times[0] + round(loop_s)  # the second stream is the file's second pass
+    idx = [c.index for c in chunk_stream([first]) if c.complete]
+    assert idx == sorted(idx) and len(set(idx)) == len(idx) and idx[-1] - idx[0] < len(idx) + 3 * 2  # dense
+
+
+def test_streams_of_a_channel_that_overlap_carry_the_same_bytes(media_mpeg2: Path) -> None:
+    """Two tuners on one station see one broadcast: a stream opened while another of its channel runs
+    (paced, so the first cannot end first) carries that stream's pass, byte for byte."""
+    with (
+        HdhrEmulator(media_mpeg2, serve_speed=1) as e,
+        client_for(e).open_stream("7.1", duration_s=3.0) as a,
+        client_for(e).open_stream("7.1", duration_s=3.0) as b,
+    ):
+        one, two = b"".join(a), b"".join(b)
+    assert one == two and _stt_times(one)[0] == _stt_times(two)[0]

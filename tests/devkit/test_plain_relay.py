@@ -26,6 +26,7 @@ import pytest
 
 from ec_node.devkit.plain_relay import AuthRejected, make_token, upstream_urls, verify_request
 from ec_node.errors import ExitCode
+from ec_node.pipeline.hls import segment_name
 from ec_node.transport.addr import endpoint_addr_from_obj
 from ec_node.ts.chunker import Chunk, Chunker
 
@@ -101,7 +102,7 @@ def test_chunks_pass_through_the_plain_relay_byte_identical(media_mpeg2: Path, t
     assert "session 1 accepted" in relay_err
     assert events[-1]["event"] == "end" and events[-1]["rejected"] == 0
     for chunk in expected:  # verified and decrypted by ec-node: the recording's own bytes
-        assert (out / f"segment_{chunk.index:06d}.ts").read_bytes() == chunk.data
+        assert (out / segment_name(chunk.index)).read_bytes() == chunk.data
     # the sealed objects themselves: same sequences, same bytes as straight from the publisher
     assert len(direct) == STOP_AFTER and relayed == direct
 

@@ -166,9 +166,9 @@ def test_mpeg2_cbr_keeps_nulls(media_mpeg2_cbr: Path, media_mpeg2: Path) -> None
 
 
 def test_h264_fixture(media_h264: Path) -> None:
-    opts = preset_options("small", "h264", duration_s=8.0)
+    opts = preset_options("small", "h264", duration_s=10.0)  # as the media_h264 fixture (tests/conftest.py)
     data = media_h264.read_bytes()
-    p, _ = check_fixture(data, 0x1B, 0x0F, opts, 8.0)
+    p, _ = check_fixture(data, 0x1B, 0x0F, opts, opts.duration_s)
     with av.open(io.BytesIO(data), "r") as c:
         assert c.streams.video[0].codec_context.name == "h264"
         assert (c.streams.audio[0].codec_context.name, c.streams.audio[0].sample_rate) == ("aac", 48000)

@@ -14,6 +14,7 @@ from ec_node.integrity.keys import generate_key_file, signing_key_from_seed
 from ec_node.integrity.manifest import parse_manifest
 from ec_node.integrity.signer import Signer
 from ec_node.integrity.verifier import Verdict, Verifier
+from ec_node.pipeline.hls import segment_name
 from ec_node.pipeline.publish_core import PublishCore
 from ec_node.ts.chunker import Chunker
 
@@ -100,7 +101,7 @@ def _leader(emu_or_file: HdhrEmulator | Path, cwd: Path, name: str, *extra: str)
     src = emu_or_file if isinstance(emu_or_file, Path) else f"hdhr://127.0.0.1:{emu_or_file.http_port}/7.1"
     generate_key_file(cwd / f"{name}.key")
     return Node(
-        ["moq-publish", "--input", str(src), "--duration", "8", "--stream-id", STREAM, "--publish-manifests",
+        ["moq-publish", "--input", str(src), "--duration", "12", "--stream-id", STREAM, "--publish-manifests",
          "--signing-key", str(cwd / f"{name}.key"), "--addr-file", str(cwd / f"{name}.json"),
          "--linger-ms", "600000", *extra],
         cwd,
@@ -138,18 +139,19 @@ def test_a_subscriber_asking_two_signers_writes_every_segment_both_leaders_vouch
     segments = [e for e in events if e.get("event") == "segment"]
     assert len(segments) == STOP_AFTER and not [e for e in events if e.get("event") == "rejected"]
     for e in segments:  # byte for byte the tuner's chunks, each vouched for by both leaders
-        assert (tmp_path / "hls" / f"segment_{e['chunk_index']:06d}.ts").read_bytes() == clean[e["chunk_index"]]
+        assert (tmp_path / "hls" / segment_name(e["chunk_index"])).read_bytes() == clean[e["chunk_index"]]
 
 
 @pytest.mark.slow
 def test_nothing_only_a_lying_leader_vouches_for_is_written(media_mpeg2, media_h264, tmp_path):
     """The liar signs bodies of other media under the same stream id: the honest co-signer never adds its
     signature to them, so no manifest has two signers and nothing is written."""
-    objects_cmd = ["moq-publish", "--input", "", "--duration", "8", "--stream-id", STREAM,
+    objects_cmd = ["moq-publish", "--input", "", "--duration", "12", "--stream-id", STREAM,
                    "--addr-file", str(tmp_path / "objects.json"), "--linger-ms", "600000"]  # fmt: skip
     with (
         HdhrEmulator(media_mpeg2, serve_speed=2) as one,
-        HdhrEmulator(media_mpeg2, serve_speed=2) as two,
+        # in real time, like the liar: broadcast-time indices come after 4 s of media on both, so they overlap
+        HdhrEmulator(media_mpeg2, serve_speed=1) as two,
         _leader(media_h264, tmp_path, "liar", "--publish-chunks=false", "--realtime") as liar,
     ):
         objects_cmd[2] = f"hdhr://127.0.0.1:{one.http_port}/7.1"

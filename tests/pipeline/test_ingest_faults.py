@@ -5,11 +5,11 @@ Real parts only: the HDHomeRun emulator over HTTP on 127.0.0.1, `ec-node moq-pub
 PyAV decoding what it wrote.
 
 What a reconnect looks like downstream: the emulator, like a re-tuned device, starts a new request
-on a fresh time base (it replays the file from its start, so PTS goes back; a real tuner's PTS
-jumps forward by the outage instead). Either way the chunk open at the cut is damaged and dropped,
-the chunker numbers later chunks in a new timeline, and the index jump becomes
-``#EXT-X-DISCONTINUITY`` in the playlist. Chunks after the reconnect are the clean chunks of the
-file, byte for byte.
+on a fresh time base (PTS starts over) while broadcast time runs on (its n-th stream of a channel
+is pass n of the file, STT and all). The chunk open at the cut is damaged and dropped, the
+chunker re-anchors to the System Time Table, and the chunks after the reconnect carry the
+broadcast-time indices of the new pass: the jump is the real time that passed, and becomes
+``#EXT-X-DISCONTINUITY`` in the playlist. Every segment is byte for byte a chunk of a clean run.
 """
 
 from __future__ import annotations
@@ -22,20 +22,22 @@ import m3u8
 
 from ec_node.devkit.decode import decode
 from ec_node.devkit.emulator import HdhrEmulator
+from ec_node.devkit.pacing import load_ts, pass_bytes
 from ec_node.hdhr.client import HdhrClient
 from ec_node.integrity.keys import generate_key_file
-from ec_node.ts.chunker import Chunker, windows_per_timeline
+from ec_node.pipeline.hls import segment_index
+from ec_node.ts.chunker import chunk_stream
 
 from support.procs import Node, addr_arg
 
-STRIDE = windows_per_timeline(2000)  # index distance between timelines
 WAIT_S = 60.0
 
 
-def _clean_chunks(media: Path) -> dict[int, bytes]:
-    """The file's chunks on a clean first pass, by index."""
-    ch = Chunker(2000)
-    return {c.index: c.data for c in ch.feed(media.read_bytes()) + ch.flush() if c.complete and not c.damaged}
+def _clean_chunks(media: Path, first_pass: int = 0, passes: int = 2) -> dict[int, bytes]:
+    """The chunks of a clean stream that starts at pass ``first_pass`` of the file, by index."""
+    m = load_ts(media.read_bytes())
+    data = b"".join(pass_bytes(m, first_pass + k) for k in range(passes))
+    return {c.index: c.data for c in chunk_stream([data]) if c.complete and not c.damaged}
 
 
 def _publisher(emu: HdhrEmulator, cwd: Path, duration_s: float) -> Node:
@@ -104,23 +106,23 @@ def _publisher_log_when(pub: Node, pattern: str) -> str:
 
 
 def _indices(pl: m3u8.M3U8) -> list[int]:
-    return [int(s.uri[len("segment_") : -len(".ts")]) for s in pl.segments]
+    return [i for i in (segment_index(s.uri) for s in pl.segments) if i is not None]
 
 
 def _assert_decodes(out: Path, pl: m3u8.M3U8, clean: dict[int, bytes]) -> None:
     for seg, idx in zip(pl.segments, _indices(pl), strict=True):
         data = (out / seg.uri).read_bytes()
-        assert data == clean[idx % STRIDE], f"segment {idx} differs from the clean chunk"
+        assert data == clean[idx], f"segment {idx} differs from the clean chunk"
         rep = decode(data)
         assert rep.ok and rep.first_video_keyframe, (idx, rep.errors[:3])
 
 
 def test_busy_tuner_that_frees_up(media_mpeg2: Path, tmp_path: Path) -> None:
-    clean = _clean_chunks(media_mpeg2)
+    clean = _clean_chunks(media_mpeg2, first_pass=1)  # the holder's stream was the channel's first
     with HdhrEmulator(media_mpeg2, tuners=1, serve_speed=8) as emu:
         holder = HdhrClient(f"127.0.0.1:{emu.http_port}").open_stream("7.1")  # someone else has the tuner
         try:
-            with _publisher(emu, tmp_path, 8) as pub:
+            with _publisher(emu, tmp_path, 12) as pub:
                 _publisher_log_when(pub, r"busy \(805 [^)]*\); retry 1/\d+ in")
                 assert pub.proc.poll() is None  # still backing off, not failed
                 holder.close()
@@ -138,13 +140,13 @@ def test_busy_tuner_that_frees_up(media_mpeg2: Path, tmp_path: Path) -> None:
 
 
 def test_stream_cut_midway_reconnects_with_a_discontinuity(media_mpeg2: Path, tmp_path: Path) -> None:
-    clean = _clean_chunks(media_mpeg2)
-    with HdhrEmulator(media_mpeg2, serve_speed=4, cut_after_s=6.0) as emu:
-        with _publisher(emu, tmp_path, 12) as pub:
+    first, second = _clean_chunks(media_mpeg2, 0, 1), _clean_chunks(media_mpeg2, 1, 1)
+    with HdhrEmulator(media_mpeg2, serve_speed=4, cut_after_s=10.0) as emu:
+        with _publisher(emu, tmp_path, 20) as pub:
             pl, out, _ = _subscribe(pub, tmp_path, 4)
             text = _publisher_log_when(pub, r"input ended: \d+ chunks")
         streams = emu.streams_served
-    assert streams == 2  # 12 s asked, 6 s per connection: exactly one reconnect
+    assert streams == 2  # 20 s asked, 10 s per connection: exactly one reconnect
     assert (
         len(
             re.findall(
@@ -158,20 +160,25 @@ def test_stream_cut_midway_reconnects_with_a_discontinuity(media_mpeg2: Path, tm
     assert re.search(r"reconnected \(attempt 1\)", text)
     assert re.search(r"chunk \d+ damaged in ingest \(sync or continuity loss\); dropped", text)
     idx = _indices(pl)
-    pre, post = [i for i in idx if i < STRIDE], [i for i in idx if i >= STRIDE]
-    assert pre and post, idx
-    assert pre == sorted(clean)[: len(pre)]  # the clean run up to the chunk the cut damaged
-    assert post == [i + STRIDE for i in sorted(clean)[: len(post)]]  # the new time base, from its start
+    pre, post = [i for i in idx if i in first], [i for i in idx if i in second]
+    assert pre and post and pre + post == idx, idx
+    assert pre == sorted(first)[: len(pre)]  # the clean run up to the chunk the cut damaged
+    # the second pass, from its first or second chunk (after a PTS jump the STT just before it is not
+    # taken, so re-anchoring can take one second more than on a fresh start)
+    assert post == [i for i in sorted(second) if i >= post[0]][: len(post)] and post[0] <= sorted(second)[1]
+    assert post[0] - pre[-1] > 1  # broadcast time ran on while the tuner reconnected
     disc = [i for i, s in enumerate(pl.segments) if s.discontinuity]
     assert disc == [len(pre)]  # exactly at the reconnect
     assert pl.dumps().count("#EXT-X-DISCONTINUITY\n") == 1
-    _assert_decodes(out, pl, clean)
+    _assert_decodes(out, pl, first | second)
 
 
-def test_junk_in_the_ts_loses_only_the_damaged_chunk(media_mpeg2: Path, tmp_path: Path) -> None:
+def test_junk_in_the_ts_loses_the_damaged_chunk_and_the_windows_it_takes_to_re_anchor(
+    media_mpeg2: Path, tmp_path: Path
+) -> None:
     clean = _clean_chunks(media_mpeg2)
-    with HdhrEmulator(media_mpeg2, serve_speed=4, junk_at_s=3.0) as emu:
-        with _publisher(emu, tmp_path, 10) as pub:
+    with HdhrEmulator(media_mpeg2, serve_speed=4, junk_at_s=7.0) as emu:
+        with _publisher(emu, tmp_path, 24) as pub:
             pl, out, events = _subscribe(pub, tmp_path, 3)
             text = _publisher_log_when(pub, r"input ended: \d+ chunks")
         assert emu.streams_served == 1  # junk is not a reason to reconnect
@@ -181,10 +188,11 @@ def test_junk_in_the_ts_loses_only_the_damaged_chunk(media_mpeg2: Path, tmp_path
     lost = damaged[0]
     assert lost in clean  # a chunk a clean run has
     idx = _indices(pl)
-    assert idx == [i for i in sorted(clean) if i != lost][:3]
-    assert lost not in idx and min(idx) < lost < max(idx)  # the gap is inside the output
+    # the junk may have taken an STT: the chunker re-anchors on four new ones (PROTOCOL.md section 1)
+    # before it cuts again, so the chunks after the damaged one up to then are not cut either
+    assert idx[0] < lost < idx[1] and idx == [i for i in sorted(clean) if i < lost or i >= idx[1]][:3]
     disc = [_indices(pl)[i] for i, s in enumerate(pl.segments) if s.discontinuity]
-    assert disc == [lost + 1]  # the segment after the gap starts a discontinuity
+    assert disc == [b for a, b in zip(idx, idx[1:], strict=False) if b > a + 1] and disc[0] == idx[1]  # at gaps
     assert not [e for e in events if e["event"] == "rejected"]
     _assert_decodes(out, pl, clean)
     whole = decode(out / "index.m3u8")

@@ -15,6 +15,7 @@ import pytest
 
 from ec_node.devkit.plain_relay import make_token
 from ec_node.errors import ExitCode
+from ec_node.pipeline.hls import segment_name
 
 from support.procs import Node
 
@@ -60,7 +61,7 @@ def test_a_publisher_pushes_into_a_relay_and_a_subscriber_verifies_through_it(me
                 assert sub.wait() == 0, sub.stderr()
                 events = sub.events()
     segs = [e for e in events if e.get("event") == "segment"]
-    assert len(segs) == 3 and all((out / f"segment_{e['chunk_index']:06d}.ts").exists() for e in segs)
+    assert len(segs) == 3 and all((out / segment_name(e["chunk_index"])).exists() for e in segs)
     for text in (pub.stderr(), sub.stderr(), json.dumps(events)):
         assert "eyJ" not in text  # the tokens never show
 

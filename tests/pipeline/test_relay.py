@@ -16,6 +16,7 @@ from ec_node.devkit.decode import decode
 from ec_node.errors import ExitCode
 from ec_node.integrity.keys import derive_stream_key, generate_key_file
 from ec_node.integrity.signer import Signer
+from ec_node.pipeline.hls import segment_index, segment_name
 from ec_node.ts.chunker import Chunk, Chunker
 
 from support.hostile_relay import ATTACKS
@@ -83,7 +84,7 @@ def _peer(startup: dict[str, object]) -> str:
 
 
 def _segments(out: Path) -> dict[int, bytes]:
-    return {int(p.name[8:14]): p.read_bytes() for p in out.glob("segment_*.ts")}
+    return {segment_index(p.name): p.read_bytes() for p in out.glob("segment_*.ts")}
 
 
 @pytest.mark.parametrize("second", ["verifying", "plain"])
@@ -136,7 +137,7 @@ def test_chain_leader_relay_relay_subscriber(recording: Path, tmp_path: Path, se
     assert events[-1]["manifests"] >= STOP_AFTER  # the manifests came through both relays
     assert events[-1]["event"] == "end" and events[-1]["rejected"] == 0
     pl = m3u8.load(str(out / "index.m3u8"))
-    assert [seg.uri for seg in pl.segments] == [f"segment_{c.index:06d}.ts" for c in expected]
+    assert [seg.uri for seg in pl.segments] == [segment_name(c.index) for c in expected]
     for seg, chunk in zip(pl.segments, expected, strict=True):
         data = (out / seg.uri).read_bytes()
         assert data == chunk.data

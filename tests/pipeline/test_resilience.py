@@ -14,6 +14,7 @@ import pytest
 from ec_node.devkit.decode import decode
 from ec_node.errors import ExitCode
 from ec_node.integrity.keys import generate_key_file
+from ec_node.pipeline.hls import segment_index, segment_name
 from ec_node.ts.chunker import Chunker
 
 from support.procs import Node, addr_arg
@@ -67,14 +68,14 @@ def _wait_segments(sub: Node, n: int) -> list[dict]:
 
 def _check_output(out: Path, chunks: dict[int, bytes], *, contiguous: bool) -> list[int]:
     pl = m3u8.load(str(out / "index.m3u8"))
-    idx = [int(s.uri[8:14]) for s in pl.segments]
+    idx = [segment_index(s.uri) for s in pl.segments]
     assert idx, "no segment written"
     assert len(set(idx)) == len(idx)
     if contiguous:
         assert idx == list(range(idx[0], idx[0] + len(idx)))
         assert not any(s.discontinuity for s in pl.segments)
     for i in idx:
-        data = (out / f"segment_{i:06d}.ts").read_bytes()
+        data = (out / segment_name(i)).read_bytes()
         assert data == chunks[i]
     assert decode(out / "index.m3u8").ok
     return idx

@@ -22,7 +22,7 @@ from ec_node.devkit.decode import decode
 from ec_node.devkit.emulator import HdhrEmulator
 from ec_node.errors import ExitCode
 from ec_node.integrity.keys import generate_key_file
-from ec_node.pipeline.hls import HlsSink
+from ec_node.pipeline.hls import HlsSink, segment_index, segment_name
 from ec_node.ts.chunker import Chunk, Chunker
 
 from support.procs import Node, addr_arg
@@ -52,7 +52,7 @@ def recording(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         return
     media = request.getfixturevalue("media_mpeg2")
     with HdhrEmulator(media, serve_speed=0) as emu:
-        yield _capture(f"127.0.0.1:{emu.http_port}", "7.1", 10, work / "capture.ts", work)
+        yield _capture(f"127.0.0.1:{emu.http_port}", "7.1", 12, work / "capture.ts", work)
 
 
 def _chunks(path: Path, chunk_ms: int = 2000) -> list[Chunk]:
@@ -124,7 +124,7 @@ def test_split_source_subscriber_writes_exactly_the_recordings_chunks(recording:
     assert events[-1]["rejected"] == 0
     pl = m3u8.load(str(out / "index.m3u8"))
     assert pl.is_endlist and pl.media_sequence == 0
-    assert [s.uri for s in pl.segments] == [f"segment_{c.index:06d}.ts" for c in expected]
+    assert [s.uri for s in pl.segments] == [segment_name(c.index) for c in expected]
     for seg, chunk in zip(pl.segments, expected, strict=True):
         data = (out / seg.uri).read_bytes()
         assert data == chunk.data  # the verified plaintext, unchanged
@@ -291,7 +291,7 @@ def test_hostile_relay_objects_are_rejected_with_reasons(recording: Path, tmp_pa
         if attack in ("truncated", "foreign_stream"):
             continue
         assert by_index.get(idx) in expected_reason[attack], (idx, attack, rejections)
-    written = {int(p.name[8:14]): p.read_bytes() for p in out.glob("segment_*.ts")}
+    written = {segment_index(p.name): p.read_bytes() for p in out.glob("segment_*.ts")}
     assert set(written) == set(chunks) & ({e["chunk_index"] for e in events if e["event"] == "segment"})
     assert not set(written) & set(plan)
     assert len(written) == len(chunks) - len(plan)
@@ -329,5 +329,5 @@ def test_a_restart_takes_over_the_playlist_only_with_a_new_segment_and_one_write
             assert second.wait() == 0, second.stderr()
     after = m3u8.load(str(out / "index.m3u8"))
     expected = [c for c in _chunks(recording) if c.complete]
-    assert after.is_endlist and [s.uri for s in after.segments] == [f"segment_{c.index:06d}.ts" for c in expected]
+    assert after.is_endlist and [s.uri for s in after.segments] == [segment_name(c.index) for c in expected]
     assert after.media_sequence == 0  # the same recording again: the same segments under the same numbers

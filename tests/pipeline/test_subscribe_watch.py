@@ -16,6 +16,7 @@ import pytest
 
 from ec_node.devkit.decode import decode
 from ec_node.devkit.emulator import HdhrEmulator
+from ec_node.pipeline.hls import segment_index
 from ec_node.serve.server import ThreadedWatchServer
 from ec_node.serve.state import WatchState
 from ec_node.ts.chunker import Chunker
@@ -57,7 +58,7 @@ def test_a_finished_mpeg2_recording_plays_in_chromium(tmp_path, media_mpeg2, req
     assert [p.uri for p in master.playlists] == ["browser/index.m3u8", "index.m3u8"]
     ch = Chunker(2000)
     assert [c.index for c in ch.feed(media_mpeg2.read_bytes()) + ch.flush() if c.complete] == [
-        int(s.uri[8:14]) for s in source.segments
+        segment_index(s.uri) for s in source.segments
     ]
 
     # served as the demo serves a finished run: the subscriber's events replayed into a watch server

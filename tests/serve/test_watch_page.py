@@ -24,7 +24,7 @@ from ec_node.ts.chunker import Chunker, measure_duration_ms
 from support.browser import artifacts_dir, browser_page, screenshot, wait_playing, wait_text
 
 HLSJS = WEB_DIR / HLS_JS
-H264_12S = preset_options("small", "h264", duration_s=12.0)
+H264_14S = preset_options("small", "h264", duration_s=14.0)
 WAITING_TEXT = "waiting for the first verified segment"
 
 pytestmark = pytest.mark.slow
@@ -64,11 +64,11 @@ def watch_server(hls_dir: Path, events: list[dict[str, Any]], web_dir: Path = WE
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
-    """An ended HLS recording of ~12 s of H.264 + AAC: (directory, number of segments)."""
+    """An ended HLS recording of ~14 s of H.264 + AAC: (directory, number of segments)."""
     out = tmp_path_factory.mktemp("hls")
     sink = HlsSink(out, chunk_ms=2000)
     chunker = Chunker(2000)
-    chunks = chunker.feed(cached_media(H264_12S).read_bytes()) + chunker.flush()
+    chunks = chunker.feed(cached_media(H264_14S).read_bytes()) + chunker.flush()
     for c in chunks:
         if c.complete and not c.damaged:
             sink.write(c.index, c.data, measure_duration_ms(c.data) or c.duration_ms)

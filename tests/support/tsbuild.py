@@ -7,7 +7,9 @@ gaps); integration tests use real PyAV media instead.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
+from ec_node.ts.psip import build_stt, unix_to_gps
 from ec_node.ts.section import build_section, packetize_section
 
 PMT_PID = 0x100
@@ -75,4 +77,44 @@ def stream(pts_list: list[int], gop: int = 15, filler: int = 2) -> bytes:
         for _ in range(filler):
             out += video_payload(cc_v, fill=i & 0xFF)
             cc_v += 1
+    return bytes(out)
+
+
+PSIP_PID = 0x1FFB
+
+
+def pcr_only(pcr_base: int) -> bytes:
+    """An adaptation-only packet on the video PID (the PMT's PCR PID) carrying a PCR; it has no CC step."""
+    af = bytes([7, 0x10]) + ((pcr_base % (1 << 33)) << 15 | 0x7E00).to_bytes(6, "big")
+    pkt = bytes([0x47, VIDEO_PID >> 8, VIDEO_PID & 0xFF, 0x20]) + af
+    return pkt + b"\xff" * (188 - len(pkt))
+
+
+def stt_packet(unix_seconds: int, cc: int) -> bytes:
+    """A System Time Table on 0x1FFB saying ``unix_seconds`` (UTC)."""
+    (pkt,) = packetize_section(PSIP_PID, build_stt(unix_to_gps(unix_seconds)), cc & 0xF)
+    return pkt
+
+
+def stt_stream(
+    pts_list: list[int],
+    utc_at: Callable[[int], int | None],
+    *,
+    gop: int = 15,
+    pcr_lead: int = 45_000,
+) -> bytes:
+    """Like :func:`stream`, plus a PCR (``pcr_lead`` ticks before each PTS) and, before frame i, an STT
+    saying ``utc_at(i)`` seconds when that is not None."""
+    out = bytearray()
+    cc_v = cc_s = 0
+    for i, pts in enumerate(pts_list):
+        out += pat(i) + pmt(i) + pcr_only(pts - pcr_lead)
+        utc = utc_at(i)
+        if utc is not None:
+            out += stt_packet(utc, cc_s)
+            cc_s += 1
+        out += video_pes(pts, cc_v, keyframe=(i % gop == 0))
+        cc_v += 1
+        out += video_payload(cc_v, fill=i & 0xFF)
+        cc_v += 1
     return bytes(out)

@@ -9,8 +9,13 @@ Three listeners, each on its own thread (all stdlib):
 * UDP discovery (65001) answering libhdhomerun's DISCOVER_REQ.
 
 Every stream replays the media file paced by its own PCR (see :mod:`ec_node.devkit.pacing` for the
-loop/discontinuity rules). ``duration`` and ``cut_after_s`` count *media* seconds, which equal
-wall seconds at ``serve_speed=1``. All channels carry the whole file (no PID filtering).
+loop/discontinuity rules). Streams of a channel that overlap in time carry the same bytes, as two
+tuners on one station do: a stream starts at the pass of the channel's running streams, or, when
+none runs, at the pass after the last one's, so a re-tune's broadcast time (STT) and continuity
+counters run on as a real channel's would while its PTS starts over. Two emulators serve their
+first streams alike.
+``duration`` and ``cut_after_s`` count *media* seconds, which equal wall seconds at ``serve_speed=1``.
+All channels carry the whole file (no PID filtering).
 
 Fault injection (constructor args and CLI flags): ``tuning_delay_ms`` before headers,
 ``cut_after_s`` (close every stream after that much media), ``junk_at_s`` (100 non-TS bytes
@@ -243,6 +248,7 @@ class HdhrEmulator:
         self._udp: socket.socket | None = None
         self.http_port = self.stream_port = self.discover_port = 0
         self.streams_served = 0
+        self._passes: dict[str, tuple[int, int]] = {}  # per channel: (pass of its streams, how many run)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -509,6 +515,10 @@ class HdhrEmulator:
         if got < 0:
             h._error(503, -got)
             return
+        gn = channel.guide_number
+        with self._lock:  # the pass this stream carries: its channel's running streams', else the next
+            last, running = self._passes.get(gn, (-1, 0))
+            self._passes[gn] = (last if running else last + 1, running + 1)
         try:
             if self.tuning_delay_ms and self._stop.wait(self.tuning_delay_ms / 1000):
                 return
@@ -527,6 +537,9 @@ class HdhrEmulator:
             h.end_headers()
             self._pump(h, duration, channel.guide_number)
         finally:
+            with self._lock:
+                at, running = self._passes[gn]
+                self._passes[gn] = (at, running - 1)
             self._release(got)
 
     def _pump(self, h: _StreamHandler, duration: float | None, guide_number: str) -> None:
@@ -537,12 +550,12 @@ class HdhrEmulator:
             if guide_number in self._off_air or self._stop.is_set():
                 cut.set()
         try:
-            self._pump_until(h, duration, cut)
+            self._pump_until(h, duration, cut, self._passes[guide_number][0])
         finally:
             with self._lock:
                 self._streams.pop(token, None)
 
-    def _pump_until(self, h: _StreamHandler, duration: float | None, cut: threading.Event) -> None:
+    def _pump_until(self, h: _StreamHandler, duration: float | None, cut: threading.Event, first_pass: int) -> None:
         limit = duration
         if self.cut_after_s is not None:
             limit = self.cut_after_s if limit is None else min(limit, self.cut_after_s)
@@ -551,7 +564,7 @@ class HdhrEmulator:
         with self._lock:
             self.streams_served += 1
         try:
-            for seg in schedule(self.media):
+            for seg in schedule(self.media, first_pass=first_pass):
                 if limit is not None and seg.media_s >= limit:
                     break
                 if self.serve_speed > 0:

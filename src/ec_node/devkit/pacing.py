@@ -9,7 +9,9 @@ counting up. The PCR/PTS time base then jumps back, which a real re-tune also do
 To signal it the way ISO 13818-1 asks, the **first PCR-bearing packet of the PCR PID
 after each wrap has ``discontinuity_indicator`` set**. Continuity counters are rewritten
 on every later pass so that each PID's CC continues across the wrap, so no other PID
-sees a CC error and none needs its own indicator.
+sees a CC error and none needs its own indicator. An ATSC System Time Table keeps counting too: on
+pass k its time is the first pass's plus round(k * loop length) seconds, as a broadcast's clock
+would read, so a node anchoring chunk indices to broadcast time sees them run on, not back.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ec_node.ts.crc import crc32_mpeg
 from ec_node.ts.errors import NotTsError
 from ec_node.ts.packets import NULL_PID, PACKET_SIZE, PCR_HZ, PacketFramer
 from ec_node.ts.pcr import pcr_packets, pcr_step
+from ec_node.ts.psip import PSIP_BASE_PID, TID_STT
 
 MAX_MEDIA_BYTES = 1 << 30  # the file is held in memory; refuse absurd inputs up front
 
@@ -47,6 +51,7 @@ class TsMedia:
     pcr_pid: int
     first_pcr_index: int  # packet index of the first PCR on pcr_pid
     cc_step: npt.NDArray[np.uint8]  # per PID: CC advance from one pass to the next
+    stt_sections: tuple[tuple[int, int, int], ...] = ()  # (packet, section start, end) of one-packet STTs
 
     @property
     def packets(self) -> int:
@@ -100,7 +105,21 @@ def load_ts(raw: bytes) -> TsMedia:
         pcr_pid=pcr_pid,
         first_pcr_index=idx[0],
         cc_step=cc_step,
+        stt_sections=_stt_sections(arr, pids),
     )
+
+
+def _stt_sections(arr: npt.NDArray[np.uint8], pids: npt.NDArray[np.int32]) -> tuple[tuple[int, int, int], ...]:
+    """Where the one-packet STT sections are (payload-only PSIP packets starting a section)."""
+    out = []
+    for r in np.flatnonzero((pids == PSIP_BASE_PID) & ((arr[:, 1] & 0x40) != 0) & ((arr[:, 3] & 0x30) == 0x10)):
+        start = 5 + int(arr[r, 4])
+        if start + 3 > PACKET_SIZE or arr[r, start] != TID_STT:
+            continue
+        end = start + 3 + (((int(arr[r, start + 1]) & 0x0F) << 8) | int(arr[r, start + 2]))
+        if end <= PACKET_SIZE and end - start >= 17:  # header, protocol_version, system_time ..., CRC
+            out.append((int(r), start, end))
+    return tuple(out)
 
 
 def pass_bytes(media: TsMedia, loop: int) -> bytes:
@@ -112,16 +131,25 @@ def pass_bytes(media: TsMedia, loop: int) -> bytes:
     delta = ((media.cc_step.astype(np.int32) * loop) & 0x0F).astype(np.uint8)[pids]
     arr[:, 3] = (arr[:, 3] & 0xF0) | ((arr[:, 3] + delta) & 0x0F)
     arr[media.first_pcr_index, 5] |= 0x80  # discontinuity_indicator: the time base restarts here
+    shift = round(loop * media.loop_s)
+    for row, start, end in media.stt_sections:  # broadcast time runs on: system_time + shift, CRC redone
+        pkt = arr[row]
+        at = start + 9  # table_id, length (2), extension (2), version, numbers (2), protocol_version
+        gps = (int.from_bytes(pkt[at : at + 4].tobytes(), "big") + shift) & 0xFFFFFFFF
+        pkt[at : at + 4] = np.frombuffer(gps.to_bytes(4, "big"), dtype=np.uint8)
+        crc = crc32_mpeg(pkt[start : end - 4].tobytes())
+        pkt[end - 4 : end] = np.frombuffer(crc.to_bytes(4, "big"), dtype=np.uint8)
     return arr.tobytes()
 
 
-def schedule(media: TsMedia, *, loops: int | None = None) -> Iterator[Segment]:
-    """Runs of packets with their media time, passing over the file ``loops`` times (None = forever)."""
-    loop = 0
+def schedule(media: TsMedia, *, loops: int | None = None, first_pass: int = 0) -> Iterator[Segment]:
+    """Runs of packets with their media time (from 0), passing over the file ``loops`` times (None =
+    forever) starting with pass ``first_pass`` (its CCs and broadcast time, as if that many passes had gone)."""
+    loop = first_pass
     ends = media.starts[1:] + (media.packets,)
-    while loops is None or loop < loops:
+    while loops is None or loop < first_pass + loops:
         data = pass_bytes(media, loop)
-        base = loop * media.loop_s
+        base = (loop - first_pass) * media.loop_s
         for start, end, t in zip(media.starts, ends, media.times, strict=True):
             yield Segment(base + t, data[start * PACKET_SIZE : end * PACKET_SIZE], loop)
         loop += 1

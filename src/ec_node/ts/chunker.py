@@ -1,9 +1,12 @@
 """The deterministic chunk rule: every node cuts the same broadcast into the same bytes.
 
-A chunk starts at a video PES that begins a random-access picture whose PTS lies in a
-different ``chunk_ms`` window (``floor(PTS_ms / chunk_ms)``) than the previous random-access
-picture. The decision depends only on the stream, never on when a node joined or how its
-reads were sized, so two nodes produce byte-identical chunks for every chunk both see whole.
+A chunk starts at a video PES that begins a random-access picture lying in a different
+``chunk_ms`` window than the previous random-access picture. Where the stream carries an ATSC
+System Time Table, windows are broadcast UTC (``floor(UTC_ms / chunk_ms)``, the picture's PTS
+placed on UTC by the last STT_SAMPLES STTs and the PCR at each); otherwise they are PTS
+(``floor(PTS_ms / chunk_ms)``). The decision depends only on the stream, never on when a node
+joined or how its reads were sized, so two nodes produce byte-identical chunks for every chunk
+both see whole, and in UTC mode number them alike across PTS wraps and discontinuities.
 A chunk is the latest PAT packet, the latest PMT packets, then every packet from its cut
 point up to the next one, unchanged. See docs/PROTOCOL.md section 1.
 
@@ -12,22 +15,30 @@ Pure: feed bytes, get :class:`Chunk` objects. No I/O.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ec_node.ts.errors import SectionError
-from ec_node.ts.packets import NULL_PID, PACKET_SIZE, PacketFramer, pid_of
+from ec_node.ts.packets import NULL_PID, PACKET_SIZE, PacketFramer, pid_of, read_pcr
+from ec_node.ts.pcr import pcr_step
 from ec_node.ts.pes import PTS_WRAP, is_random_access, pes_pts
 from ec_node.ts.psi import PAT_PID, VIDEO_STREAM_TYPES, Pat, Pmt, parse_pat, parse_pmt
-from ec_node.ts.psip import PSIP_BASE_PID
+from ec_node.ts.psip import PSIP_BASE_PID, TID_STT, parse_stt
 from ec_node.ts.section import Section, SectionReassembler
 
 DEFAULT_CHUNK_MS = 2000
 MAX_PSIP_SECTIONS = 16  # StreamInfo keeps this many PSIP sections: enough to find the TVCT
 MIN_CHUNK_MS = 100
 MAX_CHUNK_MS = 60_000
+# Broadcast-time (UTC) windows, docs/PROTOCOL.md section 1: a picture is placed on UTC by the latest
+# STT_SAMPLES System Time Tables, each paired with the PCR before it; the latest of their estimates
+# wins (an STT carries whole seconds, so each estimate is at most its truncation early).
+STT_SAMPLES = 4
+STT_AGREE_TICKS = 2 * 90_000  # an STT more than 2 s off the previous one's clock: the time base changed
+PTS_STEP_MIN, PTS_STEP_MAX = -90_000, 5 * 90_000  # a video PTS step outside (-1 s, 5 s): a discontinuity
 
 
 def windows_per_timeline(chunk_ms: int) -> int:
@@ -40,7 +51,7 @@ def windows_per_timeline(chunk_ms: int) -> int:
 class Chunk:
     """One cut of the stream, byte-identical on every node that saw it whole."""
 
-    index: int  # timeline_epoch * windows_per_timeline + floor(PTS_ms / chunk_ms)
+    index: int  # UTC mode: floor(UTC_ms / chunk_ms); PTS mode: timeline * windows_per_timeline + window
     data: bytes  # PAT + PMT + packets from the cut point, a multiple of 188 bytes
     start_pts: int  # raw 33-bit PTS of the first picture (90 kHz)
     duration_ms: int
@@ -106,6 +117,12 @@ class Chunker:
         self._pmt_pid: int | None = None
         self._psip_col = SectionReassembler(PSIP_BASE_PID)
         self._last_rap_window: int | None = None  # forgotten after damage: cut decisions restart
+        # UTC mode (from the first STT on): (STT UTC, PCR base before it) pairs, both in 90 kHz ticks
+        self.utc_mode = False
+        self._samples: deque[tuple[int, int]] = deque(maxlen=STT_SAMPLES)
+        self._last_pcr: int | None = None  # 27 MHz, on the program's PCR PID
+        self._pcr_pid: int | None = None
+        self._last_rap_number: int | None = None  # UTC window of the last random-access picture, or None
         self._timeline = 0
         self._timeline_window: int | None = None  # window of the last random-access picture, ever
         self._open: _Open | None = None
@@ -160,8 +177,15 @@ class Chunker:
         for col in (self._pat_col, self._pmt_col, self._psip_col):
             col.reset()  # a section cannot continue across lost bytes
         self._last_rap_window = None  # a random-access picture may have been lost with the bytes
+        self._unanchor()  # an STT or PCR may have been lost with them
         self._cc.clear()  # counters across the gap mean nothing
         self._last_row.clear()
+
+    def _unanchor(self) -> None:
+        """Forget the UTC anchor: pictures are unnumbered until STT_SAMPLES new STTs are seen."""
+        self._samples.clear()
+        self._last_pcr = None
+        self._last_rap_number = None
 
     def _mark_psi_stale(self) -> None:
         self._psi_stale = True
@@ -194,11 +218,10 @@ class Chunker:
         self._release(out)
 
         starts = np.flatnonzero(b1 & 0x40)  # PUSI
-        psi_mask = pids == PAT_PID
+        has_pcr = ((arr[:, 3] & 0x20) != 0) & (arr[:, 4] >= 7) & ((arr[:, 5] & 0x10) != 0)
+        psi_mask = (pids == PAT_PID) | (pids == PSIP_BASE_PID) | has_pcr  # PCRs of any PID: the PCR PID may change
         if self._pmt_pid is not None:
             psi_mask |= pids == self._pmt_pid
-        if len(self.info.psip_sections) < MAX_PSIP_SECTIONS:
-            psi_mask |= pids == PSIP_BASE_PID
         psi_rows = np.flatnonzero(psi_mask)
         rows = (np.union1d(starts, psi_rows) if psi_rows.size else starts).tolist()
         seg_start = 0  # row where the open chunk's part of `data` begins
@@ -223,6 +246,8 @@ class Chunker:
                 k += 1
             pid = int(pids[r])
             off = r * PACKET_SIZE
+            if has_pcr[r] and pid == self._pcr_pid:
+                self._take_pcr(data, off)
             if pid == PAT_PID or pid == self._pmt_pid:
                 pmt_pid = self._pmt_pid
                 self._psi(pid, data[off : off + PACKET_SIZE])
@@ -231,10 +256,11 @@ class Chunker:
                     extra, j = by_pid.after(self._pmt_pid, r + 1), 0
                 continue
             if pid == PSIP_BASE_PID:
-                if len(self.info.psip_sections) < MAX_PSIP_SECTIONS:  # enough kept: stop reassembling them
-                    for sec in self._psip_col.feed(data[off : off + PACKET_SIZE]):
-                        if len(self.info.psip_sections) < MAX_PSIP_SECTIONS:
-                            self.info.psip_sections.append(sec.data)
+                for sec in self._psip_col.feed(data[off : off + PACKET_SIZE]):
+                    if len(self.info.psip_sections) < MAX_PSIP_SECTIONS:
+                        self.info.psip_sections.append(sec.data)
+                    if sec.data[:1] == bytes([TID_STT]):
+                        self._take_stt(sec.data)
                 continue
             if pid != video or video is None or not b1[r] & 0x40:  # only a PES start begins a picture
                 continue
@@ -245,21 +271,32 @@ class Chunker:
             codec = self.info.video_codec or "mpeg2"
             if not is_random_access(data, codec, es, off):
                 continue
-            window = pts // self._ticks
-            if self._timeline_window is not None and window < self._timeline_window:
-                self._timeline += 1  # PTS went back: a 33-bit wrap or a source discontinuity
-            self._timeline_window = window
-            prev = self._last_rap_window
-            self._last_rap_window = window
-            if prev is None or window == prev or not self._pat_packets or not self._pmt_packets:
-                continue
+            if self.utc_mode:
+                number = self._utc_window(pts)
+                prev_number = self._last_rap_number
+                self._last_rap_number = number
+                if number is None:  # the anchor is gone (a discontinuity, damage): the open chunk ends here
+                    if self._open is not None:
+                        self._append(data, pids, seg_start, r, lo, hi, g0)
+                        self._close_open(pts, g0 + r, out)
+                    continue
+                if prev_number is None or number <= prev_number or not self._pat_packets or not self._pmt_packets:
+                    continue
+                if self._open is not None and number <= self._open.index:
+                    continue  # the estimate stepped back across a window: never reuse an index
+                index = number
+            else:
+                cut = self._pts_cut(pts)
+                if cut is None:
+                    continue
+                index = cut
             # cut before row r
             if self._open is not None:
                 self._append(data, pids, seg_start, r, lo, hi, g0)
                 self._close_open(pts, g0 + r, out)
             head = [b"".join(self._pat_packets), b"".join(self._pmt_packets)]
             self._open = _Open(
-                index=self._timeline * self._stride + window,
+                index=index,
                 start_pts=pts,
                 start_row=g0 + r,
                 parts=head,
@@ -279,6 +316,53 @@ class Chunker:
             if after < n:
                 h.unverified -= set(np.unique(pids[max(after, 0) :]).tolist())
         self._release(out)
+
+    def _pts_cut(self, pts: int) -> int | None:
+        """PTS mode: the index of a chunk cut at this random-access picture, or None when it is no cut."""
+        window = pts // self._ticks
+        if self._timeline_window is not None and window < self._timeline_window:
+            self._timeline += 1  # PTS went back: a 33-bit wrap or a source discontinuity
+        self._timeline_window = window
+        prev = self._last_rap_window
+        self._last_rap_window = window
+        if prev is None or window == prev or not self._pat_packets or not self._pmt_packets:
+            return None
+        return self._timeline * self._stride + window
+
+    # -- broadcast time ------------------------------------------------------------------------
+    def _take_pcr(self, data: bytes, off: int) -> None:
+        pcr = read_pcr(data, off)
+        if pcr is None:
+            return
+        if self._last_pcr is not None and pcr_step(self._last_pcr, pcr) is None:
+            self._unanchor()  # the program clock jumped: STTs before it say nothing about pictures after
+        self._last_pcr = pcr
+
+    def _take_stt(self, section: bytes) -> None:
+        """An STT: the stream is in UTC mode from now on; pair its time with the PCR before it."""
+        try:
+            stt = parse_stt(section)
+        except SectionError:
+            return
+        if not self.utc_mode:
+            self.utc_mode = True
+            self._open = None  # a chunk opened by the PTS rule would not match UTC-mode nodes' chunks
+            self._last_rap_window = None
+        if self._last_pcr is None:
+            return
+        sample = (stt.unix_seconds * 90_000, self._last_pcr // 300)
+        if self._samples:
+            utc, pcr = self._samples[-1]
+            if abs(utc + _signed_pts(sample[1] - pcr) - sample[0]) > STT_AGREE_TICKS:
+                self._samples.clear()  # the time base changed under the STTs: start over
+        self._samples.append(sample)
+
+    def _utc_window(self, pts: int) -> int | None:
+        """The UTC window of a picture's PTS, or None until STT_SAMPLES STTs anchor it."""
+        if len(self._samples) < STT_SAMPLES:
+            return None
+        utc = max(u + _signed_pts(pts - p) for u, p in self._samples)
+        return utc // self._ticks
 
     def _append(self, data: bytes, pids: np.ndarray, a: int, b: int, lo: np.ndarray, hi: np.ndarray, g0: int) -> None:
         c = self._open
@@ -305,6 +389,10 @@ class Chunker:
             step = (pts - last) % PTS_WRAP
             if 0 < step < 90_000 and (self._frame_ticks == 0 or step < self._frame_ticks):
                 self._frame_ticks = step
+            if not PTS_STEP_MIN < _signed_pts(step) < PTS_STEP_MAX:
+                self._unanchor()  # a PTS discontinuity: the STTs before it no longer place pictures
+                self._last_video_pts = pts
+                return  # and the open chunk's span ends before it
         self._last_video_pts = pts
         if self._open is not None:
             rel = (pts - self._open.start_pts) % PTS_WRAP
@@ -363,6 +451,9 @@ class Chunker:
         if self._pat_fresh:
             self._psi_stale = False  # both tables seen again since the damage
         self.info.pmt = pmt
+        if self._pcr_pid != pmt.pcr_pid:
+            self._pcr_pid = pmt.pcr_pid
+            self._last_pcr = None
         self.info.video_pid = es.pid
         self.info.video_codec = VIDEO_STREAM_TYPES[es.stream_type]
 
@@ -370,9 +461,12 @@ class Chunker:
         """Packets of ``pid`` were lost here: held PAT/PMT may be stale, or a random-access picture lost."""
         if pid == PAT_PID or pid == self._pmt_pid:
             self._mark_psi_stale()
+        if pid == PSIP_BASE_PID or pid == self._pcr_pid:
+            self._unanchor()  # an STT or PCR may be lost: this node's anchor could differ from others'
         if pid == self.info.video_pid:
             # video packets were lost: the next random-access picture may not be its window's first
             self._last_rap_window = None
+            self._last_rap_number = None
 
     def _damage(
         self, arr: np.ndarray, pids: np.ndarray, g0: int
@@ -434,6 +528,12 @@ class _RowsByPid:
         lo, hi = np.searchsorted(self._sorted, pid, "left"), np.searchsorted(self._sorted, pid, "right")
         rows = self._order[lo:hi]  # ascending: the sort is stable
         return rows[np.searchsorted(rows, start) :]
+
+
+def _signed_pts(delta: int) -> int:
+    """A 33-bit PTS/PCR-base difference as a signed number of ticks (wrap-safe)."""
+    delta %= PTS_WRAP
+    return delta - PTS_WRAP if delta >= PTS_WRAP // 2 else delta
 
 
 def _overlaps(lo: np.ndarray, hi: np.ndarray, a: int, b: int) -> bool:
