@@ -291,13 +291,14 @@ def _only_join_rejections(node: Node, channel: str) -> None:
     """Nothing of ``channel`` was refused but history older than its first segment, at the join.
 
     A viewer joining with history may get an old chunk, then a later manifest before that chunk's own:
-    it starts at the first chunk it can verify, and drops the older one as ``no_manifest`` (the
-    manifest came a moment later). That is the only refusal a healthy channel may show.
+    it waits a reorder window for the older manifest, and if that does not come starts at the first chunk
+    it can verify and drops the older one as ``stale`` (its place in the output has passed). That is the
+    only refusal a healthy channel may show; never ``no_manifest``, which would be the leader's silence.
     """
     events = [e for e in node.events() if e.get("channel") == channel]
     first = min(e["chunk_index"] for e in events if e.get("event") == "segment")
     refused = [e for e in events if e.get("event") == "rejected"]
-    assert all(e["reason"] == "no_manifest" and e["chunk_index"] < first for e in refused), (channel, first, refused)
+    assert all(e["reason"] == "stale" and e["chunk_index"] < first for e in refused), (channel, first, refused)
 
 
 def _json(url: str) -> Any:

@@ -650,3 +650,30 @@ def test_a_huge_group_sequence_from_a_peer_neither_hides_the_tail_nor_costs_memo
     assert r.core._max_chunk_seen == PUB.objects[0].sequence
     assert len(r.core._owed_manifests()) <= 64
     assert r.core._listed_tail()  # the chunks the manifests list above what came are still owed
+
+
+def test_a_join_whose_later_manifest_comes_first_still_starts_at_the_earliest_chunk() -> None:
+    # a late joiner gets objects 0 and 1, then the leader's manifest for 1 just before the one for 0 (two
+    # peers, two paths): the output must start at 0, not write 1 and drop 0 as if no manifest came
+    r = Run(settings={"max_invalid": 0})
+    r.up()
+    r.obj(PUB.objects[0].payload, seq=PUB.objects[0].sequence)
+    r.obj(PUB.objects[1].payload, seq=PUB.objects[1].sequence)
+    r.man(PUB.manifests[1])
+    assert r.segments() == []  # held: an earlier object waits for its manifest
+    r.advance(r.core.settings.chunk_s / 2)
+    r.man(PUB.manifests[0])
+    assert [s.chunk_index for s in r.segments()] == [WHOLE[0].index, WHOLE[1].index]
+    assert r.events("rejected") == []
+
+
+def test_a_join_start_hold_is_bounded_and_a_late_object_is_stale_not_unvouched() -> None:
+    r = Run(settings={"max_invalid": 0})
+    r.up()
+    r.obj(PUB.objects[0].payload, seq=PUB.objects[0].sequence)
+    r.obj(PUB.objects[1].payload, seq=PUB.objects[1].sequence)
+    r.man(PUB.manifests[1])
+    r.advance(r.core.settings.reorder_s)  # the manifest for 0 never comes in time
+    assert [s.chunk_index for s in r.segments()] == [WHOLE[1].index]
+    assert [e["reason"] for e in r.events("rejected")] == ["stale"]  # its place in the output has passed
+    assert not r.core.ledger.charges

@@ -423,8 +423,14 @@ class Verifier:
         self._pending_bytes -= victim.size
         return self._drop(index, RejectReason.BUFFER_FULL, "evicted from the pre-manifest buffer", victim.source)
 
-    def drop_pending(self, below_index: int | None = None) -> tuple[DroppedObject, ...]:
-        """Give up on buffered objects (all, or those below an index), e.g. when manifests time out."""
+    def drop_pending(
+        self,
+        below_index: int | None = None,
+        reason: RejectReason = RejectReason.NO_MANIFEST,
+        detail: str = "no manifest arrived",
+    ) -> tuple[DroppedObject, ...]:
+        """Give up on buffered objects (all, or those below an index), e.g. when manifests time out (or, with
+        ``STALE``, when the output has passed their place)."""
         dropped: list[DroppedObject] = []
         for i in sorted(self._pending):
             if below_index is not None and i >= below_index:
@@ -432,7 +438,7 @@ class Verifier:
             for p in self._pending.pop(i):
                 self._pending_count -= 1
                 self._pending_bytes -= p.size
-                dropped.append(self._drop(i, RejectReason.NO_MANIFEST, "no manifest arrived", p.source))
+                dropped.append(self._drop(i, reason, detail, p.source))
         return tuple(dropped)
 
     def _judge(

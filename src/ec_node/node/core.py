@@ -142,6 +142,7 @@ class NodeCore:
         # rejected manifest does not count as arrived, so a leader whose every manifest is refused (another
         # signer than --trust-signer) times out like one that is gone, instead of filling the buffer forever.
         self._leader_gone_since: float | None = None
+        self._start_hold_since: float | None = None  # the first release waits for objects pending below it
         self._usable_manifest_at = now  # the last usable manifest (or the start, or the last timeout)
         self._manifest_trouble: str | None = None  # why the manifests since then were unusable, for the exit line
         self._untrusted_said: set[tuple[str, ...]] = set()  # signer sets already named (each said once)
@@ -244,6 +245,8 @@ class NodeCore:
             ):
                 if t is not None:
                     times.append(t)
+        if self._start_hold_since is not None and self._reorder.next is None:
+            times.append(self._start_hold_since + s.reorder_s)
         hole_at = self._reorder.hole_since
         if hole_at is not None:
             times.append(hole_at + s.reorder_s)
@@ -546,6 +549,8 @@ class NodeCore:
 
     def _release(self, now: float, out: list[Output], final: bool) -> None:
         s = self.settings
+        if not final and self._holding_start(now):
+            return
         items, holes = self._reorder.release(now, s.reorder_s, self._known_absent, final=final)
         for h in holes:
             log.warning("chunks %d..%d never arrived; moving on", h.first, h.last)
@@ -562,9 +567,24 @@ class NodeCore:
                 out.append(WriteSegment(index, held.data, duration, held.received_at))
                 self.written += 1
             if s.ordered_output:  # anything still waiting for a manifest at or below it can never be written
-                self._dropped(self.verifier.drop_pending(index + 1), out)
+                self._dropped(
+                    self.verifier.drop_pending(index + 1, RejectReason.STALE, "its place in the output has passed"), out
+                )
         if s.stop_after is not None and self.written >= s.stop_after:
             self._reorder.clear()
+
+    def _holding_start(self, now: float) -> bool:
+        """Before the first segment: wait (at most ``reorder_s``) while objects below the lowest accepted one
+        still wait for their manifest, so a join whose later manifest came first starts at the earliest chunk."""
+        r = self._reorder
+        lowest = r.lowest()
+        if not self.settings.ordered_output or r.next is not None or lowest is None:
+            return False
+        if not any(i < lowest for i in self.verifier.pending_indices()):
+            return False
+        if self._start_hold_since is None:
+            self._start_hold_since = now
+        return now < self._start_hold_since + self.settings.reorder_s
 
     def _backfill(self, now: float, out: list[Output]) -> None:
         """A hole open for ``backfill_s``: fetch the missing chunks (and manifests) once, from every live peer."""

@@ -49,6 +49,10 @@ class Reorder(Generic[T]):
         self._note_hole(now)
         return True
 
+    def lowest(self) -> int | None:
+        """The lowest index held, if any."""
+        return min(self._held) if self._held else None
+
     def hole(self) -> tuple[int, int] | None:
         """The missing range ``(first, end)`` that holds back held items, if any."""
         if not self._held or self.next is None:
