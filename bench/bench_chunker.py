@@ -1,7 +1,8 @@
 """Chunker throughput on a ~100 MB ATSC-like stream (run by hand: python bench/bench_chunker.py).
 
-The stream is a synthetic 1080i-rate MPEG-2 + AC-3 file with null padding, repeated to reach
-the size; repeats look like source discontinuities, which the chunker handles as new timelines.
+The stream is a synthetic 1080i-rate MPEG-2 + AC-3 file with null padding and an ATSC STT, so it
+is cut in UTC mode (PROTOCOL.md section 1), repeated to reach the size as the emulator loops it:
+broadcast time runs on while the PTS restarts, a discontinuity the chunker re-anchors after.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import time
 
 from ec_node.devkit.media_cache import cached_media
+from ec_node.devkit.pacing import load_ts, pass_bytes
 from ec_node.devkit.synth import SynthOptions
 from ec_node.ts.chunker import Chunker
 
@@ -23,7 +25,8 @@ def main() -> None:
     src = cached_media(SynthOptions(codec="mpeg2", duration_s=10, width=1920, height=1080, null_padding=True))
     one = src.read_bytes()
     reps = max(1, a.mb * 1_000_000 // len(one))
-    data = one * reps
+    media = load_ts(one)
+    data = b"".join(pass_bytes(media, k) for k in range(reps))
     step = a.read_kb * 1024
     best = 0.0
     for _ in range(a.runs):
