@@ -652,14 +652,20 @@ def test_a_huge_group_sequence_from_a_peer_neither_hides_the_tail_nor_costs_memo
     assert r.core._listed_tail()  # the chunks the manifests list above what came are still owed
 
 
-def test_a_join_whose_later_manifest_comes_first_still_starts_at_the_earliest_chunk() -> None:
-    # a late joiner gets objects 0 and 1, then the leader's manifest for 1 just before the one for 0 (two
-    # peers, two paths): the output must start at 0, not write 1 and drop 0 as if no manifest came
+def _join_with_the_later_manifest_first() -> Run:
+    """A joiner that got objects 0 and 1, then only the manifest for 1."""
     r = Run(settings={"max_invalid": 0})
     r.up()
     r.obj(PUB.objects[0].payload, seq=PUB.objects[0].sequence)
     r.obj(PUB.objects[1].payload, seq=PUB.objects[1].sequence)
     r.man(PUB.manifests[1])
+    return r
+
+
+def test_a_join_whose_later_manifest_comes_first_still_starts_at_the_earliest_chunk() -> None:
+    # a late joiner gets objects 0 and 1, then the leader's manifest for 1 just before the one for 0 (two
+    # peers, two paths): the output must start at 0, not write 1 and drop 0 as if no manifest came
+    r = _join_with_the_later_manifest_first()
     assert r.segments() == []  # held: an earlier object waits for its manifest
     r.advance(r.core.settings.chunk_s / 2)
     r.man(PUB.manifests[0])
@@ -668,11 +674,7 @@ def test_a_join_whose_later_manifest_comes_first_still_starts_at_the_earliest_ch
 
 
 def test_a_join_start_hold_is_bounded_and_a_late_object_is_stale_not_unvouched() -> None:
-    r = Run(settings={"max_invalid": 0})
-    r.up()
-    r.obj(PUB.objects[0].payload, seq=PUB.objects[0].sequence)
-    r.obj(PUB.objects[1].payload, seq=PUB.objects[1].sequence)
-    r.man(PUB.manifests[1])
+    r = _join_with_the_later_manifest_first()
     r.advance(r.core.settings.reorder_s)  # the manifest for 0 never comes in time
     assert [s.chunk_index for s in r.segments()] == [WHOLE[1].index]
     assert [e["reason"] for e in r.events("rejected")] == ["stale"]  # its place in the output has passed
