@@ -28,6 +28,10 @@ from ec_node.transport.relay_auth import parse_fingerprint
 
 #: the roles a channel can take, in the order they start (a relay and a watcher pull from the publisher)
 ROLES = ("leader", "objects", "relay", "watch")
+# Groups a channel's publisher and relay keep for late joiners and backfill. Smaller than the 64 MB of a
+# standalone moq-publish: 12 MB is three 1080i chunks (6 s), a reorder window and one more, which is what
+# this node's own watchers and relays need, and it keeps 8 channels under 400 MB (docs/BENCHMARKS.md).
+DEFAULT_CACHE_MB = 12
 DEFAULT_STATE_DIR = "~/.ec-node/node"
 DEFAULT_LISTEN = "127.0.0.1:0"
 DEFAULT_STATUS_EVERY_S = 30.0
@@ -66,7 +70,7 @@ class ChannelSpec:
     output_dir: Path = Path()
     hls_window: int | None = None
     realtime: bool = True
-    cache_mb: int = 64
+    cache_mb: int = DEFAULT_CACHE_MB
     dir: Path = Path()  # the channel's folder under state_dir: address files, HLS by default
 
     @property
@@ -373,7 +377,7 @@ def _channel(
     output_text = t.str_("output_dir")
     hls_window = t.int_("hls_window", None, 0)
     realtime = t.bool_("realtime", True)
-    cache_mb = t.int_("cache_mb", 64, 1, 4096) or 64
+    cache_mb = t.int_("cache_mb", DEFAULT_CACHE_MB, 1, 4096) or DEFAULT_CACHE_MB
     t.done()
 
     publishes = "leader" in roles or "objects" in roles
