@@ -30,8 +30,10 @@ def test_counts_and_states_from_events():
     assert st["state"] == "live" and st["play"] == "/hls/browser/index.m3u8"
     assert st["counters"] == {"segments": 3, "rendition_segments": 3, "rejected": {"bad_tag": 2}, "dropped": 0,
                               "manifests": 1}  # fmt: skip
-    assert st["peers"] == [{"name": "p1", "track": "chunks", "up": False},
-                           {"name": "p2", "track": "manifests", "up": False}]  # fmt: skip
+    assert st["peers"] == [{"name": "p1", "track": "chunks", "up": False, "state": "stalled"},
+                           {"name": "p2", "track": "manifests", "up": False, "state": "waiting"}]  # fmt: skip
+    s.apply({"event": "peer_ended", "peer": "p1", "track": "chunks"})
+    assert s.status()["peers"][0] == {"name": "p1", "track": "chunks", "up": False, "state": "ended"}
     assert st["latest"] == {"chunk_index": 7, "duration_ms": 2000, "latency_ms": 1.5}
     s.apply({"event": "end", "reason": "stream ended"})
     assert s.status()["state"] == "ended" and s.status()["reason"] == "stream ended"

@@ -109,7 +109,7 @@ def test_page_waits_then_plays_with_the_default_engine(recording, tmp_path, requ
         assert page.text_content("#dropped") == "1" and page.text_content("#manifests") == "3"
         assert "bad_tag: 2" in (page.text_content("#rejected") or "")
         peers = page.text_content("#peers") or ""
-        assert "relay-a" in peers and "leader" in peers
+        assert "\u25b2 up \u00b7 relay-a" in peers and "\u25b2 up \u00b7 leader" in peers
         assert "#41" in (page.text_content("#latest-chunk") or "")
         assert not bp.page_errors, bp.log()
     assert (artifacts / "watch-default.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -120,7 +120,9 @@ def test_page_plays_an_ended_recording_with_hlsjs(recording, tmp_path, request):
         pytest.skip("hls.js is not installed (scripts/bootstrap.sh runs npm ci in web/ when npm exists)")
     hls_dir, n = recording
     artifacts = artifacts_dir(request, tmp_path)
-    events = [*node_events(n), {"event": "end", "reason": "stream ended"}]
+    links = (("relay-a", "chunks"), ("leader", "manifests"))
+    ended = [{"event": "peer_ended", "peer": p, "track": t} for p, t in links]
+    events = [*node_events(n), *ended, {"event": "end", "reason": "stream ended"}]
     with (
         watch_server(hls_dir, events) as srv,
         browser_page(tmp_path, artifacts=artifacts, init_script="window.EC_FORCE_HLSJS = true;") as bp,
@@ -137,6 +139,8 @@ def test_page_plays_an_ended_recording_with_hlsjs(recording, tmp_path, request):
         assert w["errors"] == [], bp.log()
         assert page.evaluate("() => typeof Hls === 'function' && Hls.version") == "1.7.4"
         assert page.text_content("#reason") == "stream ended"
+        peers = page.text_content("#peers") or ""
+        assert peers.count("ended") == 2 and "down" not in peers  # a finished track is not a fault
         assert not bp.page_errors, bp.log()
     assert (artifacts / "watch-hlsjs.png").is_file()
 

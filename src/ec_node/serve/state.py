@@ -40,11 +40,12 @@ class RecentSegment:
 
 @dataclass
 class Peer:
-    """One peer the node pulls from, and whether its link is up."""
+    """One peer the node pulls from, and its link's last state (``up`` while connected)."""
 
     name: str
     track: str
     up: bool = False
+    state: str = "waiting"  # waiting, connected, stalled, lost, gone, ended (its track finished), dropped
 
 
 @dataclass
@@ -99,13 +100,14 @@ class WatchState:
             self.dropped += 1
             for p in self.peers.values():
                 if p.name == ev.get("peer"):
-                    p.up = False
+                    p.up, p.state = False, "dropped"
         elif kind == "manifest":
             self.manifests += 1
         elif isinstance(kind, str) and kind.startswith("peer_"):
             state = kind.removeprefix("peer_")
             if state in _UP | _DOWN:
-                self._peer(str(ev.get("peer")), str(ev.get("track"))).up = state in _UP
+                peer = self._peer(str(ev.get("peer")), str(ev.get("track")))
+                peer.up, peer.state = state in _UP, state
         elif kind == "end":
             self.state = "ended"
             self.reason = ev.get("reason")
@@ -142,7 +144,7 @@ class WatchState:
                 "dropped": self.dropped,
                 "manifests": self.manifests,
             },
-            "peers": [{"name": p.name, "track": p.track, "up": p.up} for p in self.peers.values()],
+            "peers": [{"name": p.name, "track": p.track, "up": p.up, "state": p.state} for p in self.peers.values()],
             "latest": self.latest,
         }
 

@@ -38,6 +38,18 @@
     if (el.textContent !== s) el.textContent = s;
   }
 
+  // A peer whose track finished (the stream ended) is not a fault: shown as ended, not as down.
+  function peerLabel(p) {
+    if (p.up) return "\u25B2 up";
+    if (p.state === "ended") return "\u25A0 ended";
+    if (p.state === "waiting") return "\u2026 waiting";
+    return `\u25BC ${p.state || "down"}`;
+  }
+
+  function peerClass(p) {
+    return p.up ? "up" : p.state === "ended" || p.state === "waiting" ? "muted" : "down";
+  }
+
   function item(text, cls) {
     const li = document.createElement("li");
     li.textContent = text;
@@ -249,7 +261,7 @@
     const peers = s.peers || [];
     const pl = $("peers");
     if (peers.length === 0) pl.replaceChildren(item("none yet", "muted"));
-    else pl.replaceChildren(...peers.map((p) => item(`${p.up ? "\u25B2 up" : "\u25BC down"} \u00B7 ${p.name} (${p.track})`, p.up ? "up" : "down")));
+    else pl.replaceChildren(...peers.map((p) => item(`${peerLabel(p)} \u00B7 ${p.name} (${p.track})`, peerClass(p))));
 
     const l = s.latest;
     setText("latest-chunk", l ? `#${l.chunk_index} (${(l.duration_ms / 1000).toFixed(2)} s)` : null);
