@@ -518,7 +518,8 @@ class HdhrEmulator:
         gn = channel.guide_number
         with self._lock:  # the pass this stream carries: its channel's running streams', else the next
             last, running = self._passes.get(gn, (-1, 0))
-            self._passes[gn] = (last if running else last + 1, running + 1)
+            first_pass = last if running else last + 1
+            self._passes[gn] = (first_pass, running + 1)
         try:
             if self.tuning_delay_ms and self._stop.wait(self.tuning_delay_ms / 1000):
                 return
@@ -535,14 +536,14 @@ class HdhrEmulator:
             h.send_header("X-HDHomeRun-Resource", f"tuner{got}")
             h.send_header("Connection", "close")
             h.end_headers()
-            self._pump(h, duration, channel.guide_number)
+            self._pump(h, duration, gn, first_pass)
         finally:
             with self._lock:
                 at, running = self._passes[gn]
                 self._passes[gn] = (at, running - 1)
             self._release(got)
 
-    def _pump(self, h: _StreamHandler, duration: float | None, guide_number: str) -> None:
+    def _pump(self, h: _StreamHandler, duration: float | None, guide_number: str, first_pass: int) -> None:
         cut = threading.Event()  # set by take_off_air (this channel) or stop (every stream)
         token = id(cut)
         with self._lock:
@@ -550,7 +551,7 @@ class HdhrEmulator:
             if guide_number in self._off_air or self._stop.is_set():
                 cut.set()
         try:
-            self._pump_until(h, duration, cut, self._passes[guide_number][0])
+            self._pump_until(h, duration, cut, first_pass)
         finally:
             with self._lock:
                 self._streams.pop(token, None)

@@ -580,7 +580,8 @@ class NodeCore:
         lowest = r.lowest()
         if not self.settings.ordered_output or r.next is not None or lowest is None:
             return False
-        if not any(i < lowest for i in self.verifier.pending_indices()):
+        pending = self.verifier.pending_indices()  # sorted
+        if not pending or pending[0] >= lowest:
             return False
         if self._start_hold_since is None:
             self._start_hold_since = now

@@ -23,7 +23,7 @@ import numpy as np
 
 from ec_node.ts.errors import SectionError
 from ec_node.ts.packets import NULL_PID, PACKET_SIZE, PacketFramer, pid_of, read_pcr
-from ec_node.ts.pcr import pcr_step
+from ec_node.ts.pcr import has_pcr, pcr_step
 from ec_node.ts.pes import PTS_WRAP, is_random_access, pes_pts
 from ec_node.ts.psi import PAT_PID, VIDEO_STREAM_TYPES, Pat, Pmt, parse_pat, parse_pmt
 from ec_node.ts.psip import PSIP_BASE_PID, TID_STT, parse_stt
@@ -218,8 +218,8 @@ class Chunker:
         self._release(out)
 
         starts = np.flatnonzero(b1 & 0x40)  # PUSI
-        has_pcr = ((arr[:, 3] & 0x20) != 0) & (arr[:, 4] >= 7) & ((arr[:, 5] & 0x10) != 0)
-        psi_mask = (pids == PAT_PID) | (pids == PSIP_BASE_PID) | has_pcr  # PCRs of any PID: the PCR PID may change
+        pcr_rows = has_pcr(arr)
+        psi_mask = (pids == PAT_PID) | (pids == PSIP_BASE_PID) | pcr_rows  # PCRs of any PID: the PCR PID may change
         if self._pmt_pid is not None:
             psi_mask |= pids == self._pmt_pid
         psi_rows = np.flatnonzero(psi_mask)
@@ -246,7 +246,7 @@ class Chunker:
                 k += 1
             pid = int(pids[r])
             off = r * PACKET_SIZE
-            if has_pcr[r] and pid == self._pcr_pid:
+            if pcr_rows[r] and pid == self._pcr_pid:
                 self._take_pcr(data, off)
             if pid == PAT_PID or pid == self._pmt_pid:
                 pmt_pid = self._pmt_pid

@@ -25,6 +25,11 @@ def pcr_step(prev: int, pcr: int) -> int | None:
     return step if step <= MAX_PCR_STEP else None
 
 
+def has_pcr(rows: np.ndarray) -> np.ndarray:
+    """Which of these packets (an N x 188 array) carry a PCR: adaptation field present, long enough, PCR flag."""
+    return ((rows[:, 3] & 0x20) != 0) & (rows[:, 4] >= 7) & ((rows[:, 5] & 0x10) != 0)
+
+
 def pcr_packets(data: bytes | memoryview) -> list[tuple[int, int, int]]:
     """(packet index, PID, PCR) of every PCR-bearing packet in aligned ``data``, in order.
 
@@ -35,9 +40,8 @@ def pcr_packets(data: bytes | memoryview) -> list[tuple[int, int, int]]:
     if n == 0:
         return []
     rows = np.frombuffer(data, dtype=np.uint8, count=n * PACKET_SIZE).reshape(n, PACKET_SIZE)
-    has = ((rows[:, 3] & 0x20) != 0) & (rows[:, 4] >= 7) & ((rows[:, 5] & 0x10) != 0)
     out = []
-    for r in np.flatnonzero(has).tolist():
+    for r in np.flatnonzero(has_pcr(rows)).tolist():
         off = r * PACKET_SIZE
         pcr = read_pcr(data, off)
         assert pcr is not None
